@@ -1,0 +1,104 @@
+"""kingpost: bundle a model with its pre- and post-processing, and run it the same way everywhere.
+
+    import kingpost
+    bundle = kingpost.load("my-model")       # validate; nothing of the user's code runs yet
+    bundle.predict({"inputs": [[1, 2]]})     # in-process: load once, pre -> predict -> post
+
+Importing kingpost imports no heavy dependency: each name below is imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bundle",
+    "BundleError",
+    "ConfigError",
+    "DeadlineExceeded",
+    "InputError",
+    "KingpostError",
+    "MissingRequirementError",
+    "ModelError",
+    "ModelLoadError",
+    "NotReadyError",
+    "PackagingError",
+    "QueueFullError",
+    "RequestError",
+    "__version__",
+    "create",
+    "init",
+    "load",
+    "serve",
+]
+
+_LAZY = {
+    "Bundle": "kingpost.bundle",
+    "create": "kingpost.create",
+    **{name: "kingpost.errors" for name in (
+        "BundleError", "ConfigError", "DeadlineExceeded", "InputError", "KingpostError",
+        "MissingRequirementError", "ModelError", "ModelLoadError", "NotReadyError", "PackagingError",
+        "QueueFullError", "RequestError")},
+}
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from kingpost.bundle import Bundle
+    from kingpost.create import create
+    from kingpost.errors import (
+        BundleError,
+        ConfigError,
+        DeadlineExceeded,
+        InputError,
+        KingpostError,
+        MissingRequirementError,
+        ModelError,
+        ModelLoadError,
+        NotReadyError,
+        PackagingError,
+        QueueFullError,
+        RequestError,
+    )
+
+
+def load(directory: str | Path, *, secrets_dir: str | Path | None = None) -> Bundle:
+    """Open the bundle in ``directory`` and validate its config; no user code runs yet.
+
+    Raises :class:`ConfigError` (one sentence: file, key, expected, found) for a bad config.
+    """
+    from kingpost.bundle import Bundle
+
+    return Bundle(directory, secrets_dir=secrets_dir)
+
+
+def init(directory: str | Path) -> Bundle:
+    """Scaffold a new bundle in ``directory`` (which must be new or empty) and open it."""
+    from kingpost.bundle import Bundle
+    from kingpost.scaffold import init as scaffold
+
+    return Bundle(scaffold(directory))
+
+
+def serve(directory: str | Path, *, host: str = "127.0.0.1", port: int = 8080, **options: Any) -> int:
+    """Serve the bundle over HTTP until SIGINT/SIGTERM (see ``kingpost serve --help``)."""
+    from kingpost.server.run import serve as run
+
+    return run(directory, host=host, port=port, **options)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kingpost' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,177 @@
+"""The in-process front door: ``kingpost.load(DIR)`` returns a :class:`Bundle`."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from kingpost._yaml import read_yaml
+from kingpost.config import Config, load_config
+from kingpost.errors import BundleError, ConfigError
+from kingpost.runtime import Runtime
+from kingpost.types import State
+
+
+class Bundle:
+    """A bundle directory: its validated config, its examples, and predictions in this process.
+
+    Nothing of the user's code runs until the first :meth:`predict`, which imports model.py,
+    builds the Model and runs its ``load()`` once. The model then lives on a background event
+    loop, so ``predict`` works from plain scripts, from threads, and from a Jupyter cell that
+    already runs a loop.
+    """
+
+    def __init__(self, path: str | Path, config: Config | None = None, *, secrets_dir: str | Path | None = None):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise BundleError(f"{self.path}: expected a bundle directory, found "
+                              f"{'a file' if self.path.exists() else 'nothing'}.")
+        self.config = config if config is not None else load_config(self.path)
+        self._secrets_dir = secrets_dir
+        self._runtime: Runtime | None = None
+        self._loading: asyncio.Future[None] | None = None
+        self._start_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Bundle({str(self.path)!r}, name={self.name!r})"
+
+    @property
+    def name(self) -> str:
+        return self.config.model_name or self.path.resolve().name
+
+    @property
+    def state(self) -> State:
+        return self._runtime.state if self._runtime is not None else State.NEW
+
+    @property
+    def streams(self) -> bool:
+        """Whether predict streams (known once the model is loaded)."""
+        return self._runtime is not None and self._runtime.streams
+
+    def examples(self) -> dict[str, Any]:
+        """The bundle's examples.yaml as ``{name: input}`` (empty when there is none)."""
+        return read_examples(self.path / self.config.examples_filename)
+
+    def predict(self, model_input: Any = None, *, example: str | None = None) -> Any:
+        """Pre-process, predict and post-process one input; an iterator of chunks when predict streams."""
+        runtime = self._started()
+        value = self._input(model_input, example)
+        result = _LOOP.call(runtime.predict(value))
+        if runtime.streams:
+            return _sync_chunks(result)
+        return result
+
+    async def apredict(self, model_input: Any = None, *, example: str | None = None) -> Any:
+        """Like :meth:`predict`, for async callers; a stream is an async iterator."""
+        runtime = await asyncio.wrap_future(_LOOP.submit(self._astarted()))
+        value = self._input(model_input, example)
+        result = await asyncio.wrap_future(_LOOP.submit(runtime.predict(value)))
+        if runtime.streams:
+            return _async_chunks(result)
+        return result
+
+    def load_model(self) -> None:
+        """Load the model now instead of on the first predict."""
+        self._started()
+
+    def serve(self, host: str = "127.0.0.1", port: int = 8080, **options: Any) -> int:
+        """Serve this bundle over HTTP in this process until SIGINT/SIGTERM; returns the exit status."""
+        from kingpost.server.run import serve
+
+        return serve(self.path, host=host, port=port, **options)
+
+    def close(self) -> None:
+        if self._runtime is not None:
+            _LOOP.call(self._runtime.stop())
+            self._runtime = None
+
+    def _input(self, model_input: Any, example: str | None) -> Any:
+        if example is None:
+            return model_input
+        examples = self.examples()
+        if example not in examples:
+            names = ", ".join(sorted(examples)) or "none"
+            raise BundleError(f"{self.path / self.config.examples_filename}: no example named {example!r} "
+                              f"(examples: {names}).")
+        return examples[example]
+
+    def _started(self) -> Runtime:
+        return _LOOP.call(self._astarted())
+
+    async def _astarted(self) -> Runtime:
+        with self._start_lock:
+            runtime = self._runtime
+            if runtime is None:
+                runtime = self._runtime = Runtime(self.path, self.config, secrets_dir=self._secrets_dir)
+                self._loading = asyncio.ensure_future(runtime.start())
+        assert self._loading is not None
+        await asyncio.shield(self._loading)
+        return runtime
+
+
+def read_examples(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    data = read_yaml(path)
+    if data is None:
+        return {}
+    if not isinstance(data, list):
+        raise ConfigError(path, "", "a list of {name, input} entries", f"<{type(data).__name__}>")
+    examples = {}
+    for i, entry in enumerate(data):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or "input" not in entry:
+            raise ConfigError(path, f"[{i}]", "a mapping with a string 'name' and an 'input'", entry)
+        examples[entry["name"]] = entry["input"]
+    return examples
+
+
+class _LoopThread:
+    """One daemon thread running the event loop that every in-process Bundle shares."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="kingpost-loop", daemon=True).start()
+                self._loop = loop
+            return self._loop
+
+    def submit(self, coro: Any) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def call(self, coro: Any) -> Any:
+        return self.submit(coro).result()
+
+
+_LOOP = _LoopThread()
+
+
+def _sync_chunks(stream: Any) -> Iterator[Any]:
+    try:
+        while True:
+            try:
+                yield _LOOP.call(stream.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        _LOOP.call(stream.aclose())
+
+
+async def _async_chunks(stream: Any) -> Any:
+    try:
+        while True:
+            try:
+                yield await asyncio.wrap_future(_LOOP.submit(stream.__anext__()))
+            except StopAsyncIteration:
+                return
+    finally:
+        await asyncio.wrap_future(_LOOP.submit(stream.aclose()))

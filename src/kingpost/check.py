@@ -1,0 +1,115 @@
+"""``kingpost check``: what a bundle holds, found without constructing the Model or running load()."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from kingpost import loader
+from kingpost.bundle import read_examples
+from kingpost.config import Config, load_config
+from kingpost.errors import KingpostError
+
+
+@dataclass
+class Requirement:
+    line: str
+    installed: str | None  # the installed version, None when missing
+    satisfied: bool
+
+
+@dataclass
+class Report:
+    path: Path
+    config: Config
+    model_file: Path
+    hooks: dict[str, str] = field(default_factory=dict)  # hook -> sync/async/sync generator/...
+    requirements: list[Requirement] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
+    data_files: list[tuple[str, int]] = field(default_factory=list)
+    error: KingpostError | None = None  # why model.py could not be inspected
+
+    @property
+    def missing(self) -> list[Requirement]:
+        return [r for r in self.requirements if not r.satisfied]
+
+
+def check(directory: str | Path) -> Report:
+    """Validate the config and examples, import model.py and inspect its Model class.
+
+    A bad config raises ConfigError. A model.py that fails to import is reported in ``error``,
+    with everything else still filled in.
+    """
+    path = Path(directory)
+    config = load_config(path)
+    report = Report(path=path, config=config, model_file=loader.model_file(path, config))
+    report.examples = list(read_examples(path / config.examples_filename))
+    report.requirements = [_requirement(line) for line in requirement_lines(path, config)]
+    data = path / config.data_dir
+    if data.is_dir():
+        report.data_files = sorted(
+            (str(f.relative_to(data)), f.stat().st_size) for f in data.rglob("*") if f.is_file()
+        )
+    try:
+        spec = loader.import_model_class(path, config)
+    except KingpostError as exc:
+        report.error = exc
+    else:
+        report.hooks = {name: kind.value for name, kind in spec.kinds.items()}
+    return report
+
+
+def requirement_lines(path: Path, config: Config) -> list[str]:
+    """The bundle's requirements: the config list, or the lines of requirements_file."""
+    if config.requirements_file is None:
+        return list(config.requirements)
+    from kingpost.errors import ConfigError
+
+    file = path / config.requirements_file
+    if not file.is_file():
+        raise ConfigError(config.path, "requirements_file", "an existing file in the bundle", config.requirements_file)
+    if file.suffix == ".toml":
+        return _pyproject_dependencies(file)
+    lines = []
+    for raw in file.read_text(encoding="utf-8").splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if line and not line.startswith(("#", "-")):
+            lines.append(line)
+    return lines
+
+
+def _pyproject_dependencies(file: Path) -> list[str]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    from kingpost.errors import ConfigError
+
+    try:
+        data: dict[str, Any] = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "", "valid TOML", f"<{exc}>") from None
+    deps = data.get("project", {}).get("dependencies", [])
+    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        raise ConfigError(file, "project.dependencies", "a list of requirement strings", deps)
+    return deps
+
+
+def _requirement(line: str) -> Requirement:
+    name = loader.requirement_name(line)
+    try:
+        version = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return Requirement(line, None, False)
+    try:
+        from packaging.requirements import InvalidRequirement
+        from packaging.requirements import Requirement as Parsed
+    except ModuleNotFoundError:  # pragma: no cover - packaging is a core dependency
+        return Requirement(line, version, True)
+    try:
+        satisfied = Parsed(line).specifier.contains(version, prereleases=True)
+    except InvalidRequirement:
+        satisfied = True  # a URL or VCS line: installed under that name is all we can tell
+    return Requirement(line, version, satisfied)

@@ -1,0 +1,241 @@
+"""The ``kingpost`` command: a thin shell over the public functions.
+
+Every failure is one line on stderr and a non-zero exit status; printing lives here only.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from kingpost.errors import KingpostError
+
+F = TypeVar("F", bound=Callable[..., Any])
+BUNDLE = click.Path(file_okay=False, path_type=Path)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _errors_to_one_line(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KingpostError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kingpost")
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]), help="How much to log on stderr.")
+def main(log_level: str) -> None:
+    """Bundle a model with its pre/post-processing and run it anywhere (Truss-compatible bundles)."""
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("directory", type=BUNDLE)
+@_errors_to_one_line
+def init(directory: Path) -> None:
+    """Scaffold a new bundle in DIRECTORY (new or empty)."""
+    from kingpost.scaffold import init as scaffold
+
+    path = scaffold(directory)
+    click.echo(f"Created bundle {path}. Try: kingpost predict {path} --example hello")
+
+
+def _isolated_option(fn: F) -> F:
+    return click.option("--isolated", is_flag=True,
+                        help="Run in a virtual environment built from the bundle's own requirements.")(fn)
+
+
+def _secrets_option(fn: F) -> F:
+    return click.option("--secrets-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="Directory of secret files (default: $KINGPOST_SECRETS_DIR or /secrets).")(fn)
+
+
+@main.command()
+@click.argument("directory", type=BUNDLE)
+@click.option("-d", "--data", help="The input as a JSON string.")
+@click.option("-f", "--file", "file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              help="A file holding the input as JSON ('-' reads stdin).")
+@click.option("--example", help="The name of an input in the bundle's examples.yaml.")
+@_isolated_option
+@_secrets_option
+@_errors_to_one_line
+def predict(directory: Path, data: str | None, file: Path | None, example: str | None, isolated: bool,
+            secrets_dir: Path | None) -> None:
+    """Run one prediction in this process and print the output as JSON."""
+    if sum(x is not None for x in (data, file, example)) != 1:
+        _fail("give exactly one input: -d JSON, -f FILE or --example NAME.", 2)
+    if isolated:
+        _run_isolated(directory)
+    import kingpost
+    from kingpost.codecs import decode_json, encode_json
+
+    bundle = kingpost.load(directory, secrets_dir=secrets_dir)
+    if example is not None:
+        result = bundle.predict(example=example)
+    else:
+        body = sys.stdin.buffer.read() if str(file) == "-" else (
+            file.read_bytes() if file is not None else (data or "").encode())
+        result = bundle.predict(decode_json(body))
+    out = sys.stdout.buffer
+    if bundle.streams:
+        for chunk in result:
+            out.write(chunk.encode() if isinstance(chunk, str) else chunk if isinstance(chunk, bytes)
+                      else encode_json(chunk) + b"\n")
+            out.flush()
+        out.write(b"\n")
+    else:
+        out.write(encode_json(result) + b"\n")
+    out.flush()
+
+
+@main.command()
+@click.argument("directory", type=BUNDLE)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for all).")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to bind (0 picks a free one).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Server processes, each with its own model copy (default: runtime.workers or 1).")
+@click.option("--debug", is_flag=True, help="Include exception text in 500 bodies.")
+@click.option("--grace-period", default=30.0, show_default=True, type=float,
+              help="Seconds to let in-flight requests finish on SIGTERM/SIGINT.")
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="One line per request.")
+@_isolated_option
+@_secrets_option
+@_errors_to_one_line
+def serve(directory: Path, host: str, port: int, workers: int | None, debug: bool, grace_period: float,
+          access_log: bool, isolated: bool, secrets_dir: Path | None) -> None:
+    """Serve the bundle over HTTP (Truss's paths) until SIGINT/SIGTERM."""
+    if isolated:
+        _run_isolated(directory)
+    from kingpost.server.run import serve as run
+
+    sys.exit(run(directory, host=host, port=port, workers=workers, debug=debug, grace_period=grace_period,
+                 access_log=access_log, secrets_dir=secrets_dir))
+
+
+@main.command()
+@click.argument("directory", type=BUNDLE)
+@_errors_to_one_line
+def check(directory: Path) -> None:
+    """Validate a bundle and show what it holds, without building the Model or running load()."""
+    from kingpost.check import check as run_check
+
+    report = run_check(directory)
+    cfg = report.config
+    echo = click.echo
+    echo(f"bundle        {report.path}  (model_name: {cfg.model_name or '-'}, python: {cfg.python_version})")
+    if cfg.description:
+        echo(f"description   {cfg.description}")
+    for key, value in cfg.model_metadata.items():
+        echo(f"metadata      {key}: {value}")
+    echo(f"model file    {report.model_file.relative_to(report.path)}  (class {cfg.model_class_name})")
+    if report.hooks:
+        echo("hooks         " + ", ".join(f"{name}: {kind}" for name, kind in report.hooks.items()))
+    rt = cfg.runtime
+    batching = (f", batching: max_batch_size {rt.batching.max_batch_size}, max_wait_ms {rt.batching.max_wait_ms:g}"
+                if rt.batching else "")
+    echo(f"runtime       predict_concurrency: {rt.predict_concurrency}{batching}")
+    for name, size in report.data_files:
+        echo(f"data          {name}  ({_size(size)})")
+    for req in report.requirements:
+        state = f"installed {req.installed}" if req.satisfied else (
+            f"installed {req.installed}, does not match" if req.installed else "NOT INSTALLED")
+        echo(f"requirement   {req.line}  ({state})")
+    if cfg.secrets:
+        echo("secrets       " + ", ".join(cfg.secrets))
+    if report.examples:
+        echo("examples      " + ", ".join(report.examples))
+    if report.missing:
+        names = ", ".join(r.line for r in report.missing)
+        echo(f"warning: requirements not satisfied in this environment: {names} "
+             "(install them, or use --isolated)", err=True)
+    if report.error is not None:
+        _fail(str(report.error))
+
+
+@main.command()
+@click.argument("directory", type=BUNDLE)
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@_errors_to_one_line
+def context(directory: Path, out: Path) -> None:
+    """Write a deterministic container build context (Dockerfile and all) for the bundle to OUT."""
+    from kingpost.packaging.context import write_context
+
+    write_context(directory, out)
+    click.echo(f"Wrote build context {out}. Build it with: docker build -t IMAGE {out}")
+
+
+@main.command()
+@click.argument("directory", type=BUNDLE)
+@click.option("-t", "--tag", default=None, help="Image name and tag (default: kingpost-<model_name>:latest).")
+@click.option("--context-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write the build context (default: a temporary directory).")
+@_errors_to_one_line
+def image(directory: Path, tag: str | None, context_dir: Path | None) -> None:
+    """Build a container image with the engine found (docker, else podman or buildah)."""
+    from kingpost.packaging.image import build_image
+
+    click.echo(f"Built image {build_image(directory, tag=tag, context_dir=context_dir)}")
+
+
+@main.command()
+@click.argument("directory", type=BUNDLE)
+@click.option("--rebuild", is_flag=True, help="Delete and build the environment again.")
+@click.option("--clear", is_flag=True, help="Delete the environment.")
+@_errors_to_one_line
+def env(directory: Path, rebuild: bool, clear: bool) -> None:
+    """Show (or rebuild, or clear) the isolated environment of a bundle."""
+    from kingpost.packaging.env import env_command
+
+    env_command(directory, rebuild=rebuild, clear=clear, echo=click.echo)
+
+
+@main.command()
+@click.argument("directory", type=BUNDLE)
+@click.option("--replicas", type=click.IntRange(min=1), default=None, help="Fixed number of replicas.")
+@click.option("--autoscale", default=None, metavar="MIN:MAX", help="Autoscale between MIN and MAX replicas.")
+@click.option("--address", default=None, help="Address of a running Ray cluster (default: start a local one).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address Serve's HTTP proxy binds.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port of Serve's HTTP proxy.")
+@_errors_to_one_line
+def ray(directory: Path, replicas: int | None, autoscale: str | None, address: str | None, host: str,
+        port: int) -> None:
+    """Deploy the bundle on Ray Serve and run until SIGINT/SIGTERM."""
+    if replicas is not None and autoscale is not None:
+        _fail("give either --replicas or --autoscale, not both.", 2)
+    from kingpost.deploy.ray import main as ray_main
+
+    sys.exit(ray_main(directory, replicas=replicas, autoscale=autoscale, address=address, host=host, port=port))
+
+
+def _run_isolated(directory: Path) -> None:
+    """Re-run this very command inside the bundle's environment, without --isolated."""
+    from kingpost.packaging.env import run_isolated
+
+    argv = [a for a in sys.argv[1:] if a != "--isolated"]
+    sys.exit(run_isolated(directory, argv, echo=lambda m: click.echo(m, err=True)))
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

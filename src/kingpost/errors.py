@@ -1,0 +1,99 @@
+"""The one exception tree of kingpost.
+
+    KingpostError
+    ├── BundleError ............ the bundle on disk is unusable
+    │   └── ConfigError ........ config.yaml (or examples.yaml) holds a bad value
+    ├── ModelLoadError ......... the user's model.py could not be imported, built or loaded
+    │   └── MissingRequirementError  an import failed for a package the bundle requires
+    ├── RequestError ........... one request failed; the runtime keeps serving
+    │   ├── InputError ......... the caller sent something the model cannot take (raise it in a hook)
+    │   ├── NotReadyError ...... the model is loading, failed to load, or is unhealthy
+    │   ├── QueueFullError ..... too many requests are waiting for predict
+    │   ├── DeadlineExceeded ... the request ran past runtime.request_timeout_s
+    │   └── ModelError ......... a user hook raised; `.stage` names which one
+    └── PackagingError ......... an environment, build context, image or deployment could not be made
+
+Foreign and user errors are translated at the boundary with ``raise X(...) from exc``.
+HTTP status codes for these live in exactly one table: ``kingpost.server.http``.
+"""
+
+from __future__ import annotations
+
+
+class KingpostError(Exception):
+    """Base class of every error kingpost raises on purpose."""
+
+
+class BundleError(KingpostError):
+    """The bundle directory is missing a file or cannot be read."""
+
+
+class ConfigError(BundleError):
+    """A configuration value is invalid: the message names file, key, expected and found."""
+
+    def __init__(self, file: object, key: str, expected: str, found: object) -> None:
+        self.file = str(file)
+        self.key = key
+        self.expected = expected
+        self.found = found
+        where = f"{self.file}: {key}" if key else self.file
+        super().__init__(f"{where}: expected {expected}, found {_show(found)}.")
+
+
+class ModelLoadError(KingpostError):
+    """The model could not be imported, constructed or loaded.
+
+    ``__cause__`` keeps the user's exception (and its traceback) for logs.
+    """
+
+
+class MissingRequirementError(ModelLoadError):
+    """model.py imports a package that is not installed in this environment."""
+
+
+class RequestError(KingpostError):
+    """One request failed; nothing else is affected."""
+
+
+class InputError(RequestError):
+    """The input is invalid. Raise it from ``preprocess`` to answer the caller with a 400."""
+
+
+class NotReadyError(RequestError):
+    """The model is not ready to predict (loading, failed or unhealthy)."""
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QueueFullError(RequestError):
+    """``runtime.max_queue`` requests are already waiting for predict."""
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeadlineExceeded(RequestError):
+    """The request ran past ``runtime.request_timeout_s`` (time spent queued included)."""
+
+
+class ModelError(RequestError):
+    """A user hook raised. ``stage`` is preprocess, predict or postprocess."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+class PackagingError(KingpostError):
+    """An isolated environment, build context, image or deployment could not be made."""
+
+
+def _show(value: object) -> str:
+    """Render a found value for an error sentence, short enough for one line."""
+    if isinstance(value, str) and value.startswith("<") and value.endswith(">"):
+        return value  # already a description such as "<missing>"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,231 @@
+"""Import a bundle's model.py and build its Model, turning every failure into one sentence.
+
+Each bundle's model directory is imported as a package of its own unique name, so two bundles
+that both have ``model/model.py`` load side by side in one process. While model.py is executed,
+the name ``model`` also points at that package, so Truss-style ``from model.helpers import x``
+keeps working.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import os
+import re
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from kingpost.config import Config
+from kingpost.errors import BundleError, MissingRequirementError, ModelLoadError
+from kingpost.types import Hook, HookKind
+
+HOOK_NAMES = ("load", "preprocess", "predict", "postprocess", "is_healthy")
+INIT_KWARGS = ("config", "data_dir", "secrets", "environment")
+_IMPORT_LOCK = threading.Lock()
+
+# Distributions whose import name differs from the name in requirements.
+_IMPORT_NAMES = {
+    "scikit-learn": "sklearn", "pillow": "PIL", "opencv-python": "cv2", "opencv-python-headless": "cv2",
+    "pyyaml": "yaml", "xgboost-cpu": "xgboost", "beautifulsoup4": "bs4", "protobuf": "google",
+    "python-dateutil": "dateutil", "onnxruntime-gpu": "onnxruntime", "tf-keras": "keras",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a Model class offers, found without constructing it."""
+
+    cls: type
+    file: Path
+    kinds: Mapping[str, HookKind]  # hook name -> kind, only for the hooks the class defines
+
+    @property
+    def streams(self) -> bool:
+        kind = self.kinds.get("predict")
+        return kind is not None and kind.streams
+
+
+@dataclass(frozen=True)
+class ModelHooks:
+    """A constructed Model's bound hooks; absent hooks are None."""
+
+    instance: Any
+    spec: ModelSpec
+
+    def hook(self, name: str) -> Hook | None:
+        return getattr(self.instance, name) if name in self.spec.kinds else None
+
+
+def model_file(root: Path, config: Config) -> Path:
+    return root / config.model_module_dir / config.model_class_filename
+
+
+def import_model_class(root: Path, config: Config) -> ModelSpec:
+    """Import model.py and inspect its Model class; runs the module's top level, not the class."""
+    file = model_file(root, config)
+    if not file.is_file():
+        raise BundleError(
+            f"{config.path}: model_module_dir/model_class_filename: expected the model file "
+            f"{file.relative_to(root) if file.is_relative_to(root) else file}, found no such file."
+        )
+    _extend_sys_path(root, config)
+    module = _import_module(root, config, file)
+    cls = getattr(module, config.model_class_name, None)
+    if not isinstance(cls, type):
+        found = "nothing by that name" if cls is None else f"a {type(cls).__name__}"
+        raise ModelLoadError(f"{rel(root, file)}: expected a class {config.model_class_name!r}, found {found}.")
+    kinds = {name: hook_kind(getattr(cls, name)) for name in HOOK_NAMES if callable(getattr(cls, name, None))}
+    if "predict" not in kinds:
+        raise ModelLoadError(f"{rel(root, file)}: class {cls.__name__} has no predict method; predict is required.")
+    spec = ModelSpec(cls=cls, file=file, kinds=kinds)
+    if spec.streams and "postprocess" in kinds:
+        raise ModelLoadError(
+            f"{rel(root, file)}: {cls.__name__}.predict streams (it is a generator), so it cannot have a "
+            "postprocess; move that work into predict or drop postprocess."
+        )
+    for name in ("load", "preprocess", "postprocess", "is_healthy"):
+        if name in kinds and kinds[name].streams:
+            raise ModelLoadError(f"{rel(root, file)}: {cls.__name__}.{name} is a generator; only predict may stream.")
+    return spec
+
+
+def hook_kind(fn: Any) -> HookKind:
+    if inspect.isasyncgenfunction(fn):
+        return HookKind.ASYNC_GENERATOR
+    if inspect.iscoroutinefunction(fn):
+        return HookKind.ASYNC
+    if inspect.isgeneratorfunction(fn):
+        return HookKind.SYNC_GENERATOR
+    return HookKind.SYNC
+
+
+def construct(spec: ModelSpec, root: Path, config: Config, secrets: Mapping[str, str | None]) -> ModelHooks:
+    """Build the Model, passing only the keyword arguments its ``__init__`` declares."""
+    available: dict[str, Any] = {
+        "config": dict(config.raw),
+        "data_dir": root / config.data_dir,
+        "secrets": secrets,
+        "environment": None,
+    }
+    try:
+        params = inspect.signature(spec.cls).parameters.values()
+    except (TypeError, ValueError):
+        params = []  # type: ignore[assignment]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        kwargs = available
+    else:
+        kwargs = {p.name: available[p.name] for p in params if p.name in available}
+    try:
+        instance = spec.cls(**kwargs)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"{rel(root, spec.file)}: {spec.cls.__name__}() raised {_describe(exc)}"
+        ) from exc
+    return ModelHooks(instance=instance, spec=spec)
+
+
+def apply_environment(config: Config) -> None:
+    os.environ.update(config.environment_variables)
+
+
+def _extend_sys_path(root: Path, config: Config) -> None:
+    dirs = [root / config.bundled_packages_dir, *(root / d for d in config.external_package_dirs)]
+    for key, d in zip(["bundled_packages_dir", *["external_package_dirs"] * len(config.external_package_dirs)], dirs,
+                      strict=True):
+        if key == "external_package_dirs" and not d.is_dir():
+            raise BundleError(
+                f"{config.path}: external_package_dirs: expected an existing directory, found no directory {d}."
+            )
+        if d.is_dir() and str(d) not in sys.path:
+            sys.path.append(str(d))
+
+
+def _import_module(root: Path, config: Config, file: Path) -> ModuleType:
+    model_dir = file.parent
+    package = "kingpost_bundle_" + hashlib.sha1(str(model_dir.resolve()).encode()).hexdigest()[:12]
+    module_name = f"{package}.{file.stem}"
+    with _IMPORT_LOCK:
+        if module_name in sys.modules:
+            return sys.modules[module_name]
+        pkg_spec = importlib.util.spec_from_file_location(
+            package, model_dir / "__init__.py", submodule_search_locations=[str(model_dir)]
+        ) if (model_dir / "__init__.py").is_file() else importlib.machinery.ModuleSpec(package, None, is_package=True)
+        pkg = importlib.util.module_from_spec(pkg_spec)  # type: ignore[arg-type]
+        pkg.__path__ = [str(model_dir)]
+        alias = config.model_module_dir.replace("/", ".")
+        saved = {k: v for k, v in sys.modules.items() if k == alias or k.startswith(alias + ".")}
+        for k in saved:
+            del sys.modules[k]
+        sys.modules[package] = pkg
+        sys.modules[alias] = pkg
+        try:
+            if pkg_spec.loader is not None:
+                pkg_spec.loader.exec_module(pkg)
+            spec = importlib.util.spec_from_file_location(module_name, file)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            sys.modules[f"{alias}.{file.stem}"] = module
+            spec.loader.exec_module(module)
+            return module
+        except ModuleNotFoundError as exc:
+            _forget(package, module_name)
+            raise _missing(root, config, file, exc) from exc
+        except SyntaxError as exc:
+            _forget(package, module_name)
+            where = f"{rel(root, Path(exc.filename or file))}, line {exc.lineno}"
+            raise ModelLoadError(f"{where}: syntax error: {exc.msg}.") from exc
+        except BaseException as exc:
+            _forget(package, module_name)
+            if not isinstance(exc, Exception):
+                raise
+            raise ModelLoadError(f"{rel(root, file)}: importing it raised {_describe(exc)}") from exc
+        finally:
+            for k in [k for k in sys.modules if k == alias or k.startswith(alias + ".")]:
+                del sys.modules[k]
+            sys.modules.update(saved)
+
+
+def _forget(package: str, module_name: str) -> None:
+    for k in [k for k in sys.modules if k == package or k.startswith(package + ".")]:
+        del sys.modules[k]
+
+
+def _missing(root: Path, config: Config, file: Path, exc: ModuleNotFoundError) -> MissingRequirementError:
+    name = (exc.name or "").split(".")[0] or "?"
+    required = [r for r in config.requirements if requirement_import_name(r) == name]
+    if required:
+        hint = (f"the bundle requires {required[0]!r} (config.yaml requirements), which is not installed here; "
+                "install it or run with --isolated")
+    else:
+        hint = "no installed package provides it; add it to config.yaml requirements"
+    return MissingRequirementError(f"{rel(root, file)}: missing requirement: cannot import {name!r}: {hint}.")
+
+
+def requirement_name(requirement: str) -> str:
+    """The distribution name of a requirement line (``torch==2.1; python_version>'3'`` -> ``torch``)."""
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    return match.group(1).lower().replace("_", "-") if match else requirement.strip().lower()
+
+
+def requirement_import_name(requirement: str) -> str:
+    dist = requirement_name(requirement)
+    return _IMPORT_NAMES.get(dist, dist.replace("-", "_").replace(".", "_"))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def rel(root: Path, file: Path) -> str:
+    try:
+        return str(file.relative_to(root.parent))
+    except ValueError:
+        return str(file)

@@ -1,0 +1,376 @@
+"""The predict lock: ``predict_concurrency`` slots, each a worker pulling jobs from one queue.
+
+A sync predict runs on dedicated threads (one per slot) that take the next job the moment the
+previous predict returns, so predict never waits for the event loop between jobs. An async predict
+runs on the same number of worker tasks on the loop. With batching, a worker gathers up to
+``max_batch_size`` jobs, waiting at most ``max_wait_ms`` after the oldest arrived, and is the only
+caller of ``predict(list)``. A streaming predict keeps its worker (its slot) until the generator
+ends, fails or is abandoned by its consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from kingpost.config import Batching
+from kingpost.errors import DeadlineExceeded, InputError, KingpostError, ModelError, QueueFullError
+from kingpost.stats import RuntimeStats
+
+_STOP = object()
+_END = object()
+
+
+class Job:
+    """One request's trip through predict."""
+
+    __slots__ = ("input", "future", "deadline", "cancelled", "enqueued")
+
+    def __init__(self, value: Any, future: asyncio.Future[Any], deadline: float | None) -> None:
+        self.input = value
+        self.future = future
+        self.deadline = deadline
+        self.cancelled = False
+        self.enqueued = 0.0
+
+
+class _Failure:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class ChunkStream:
+    """The output of a streaming predict, read with ``async for``; ``aclose()`` abandons it."""
+
+    def __init__(self, job: Job) -> None:
+        self._job = job
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._done = False
+
+    def put(self, item: Any) -> None:  # called on the loop
+        self._queue.put_nowait(item)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._done:
+            raise StopAsyncIteration
+        item = await self._queue.get()
+        if item is _END:
+            self._done = True
+            raise StopAsyncIteration
+        if isinstance(item, _Failure):
+            self._done = True
+            raise item.error
+        return item
+
+    async def aclose(self) -> None:
+        self._done = True
+        self._job.cancelled = True
+
+
+def user_error(stage: str, exc: BaseException) -> KingpostError:
+    """Translate what a user hook raised into the domain error the front doors understand."""
+    if isinstance(exc, KingpostError):
+        return exc
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 500:  # e.g. a Truss model raising HTTPException(400)
+        err: KingpostError = InputError(str(getattr(exc, "detail", None) or exc))
+    else:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        err = ModelError(stage, f"{stage} raised {type(exc).__name__}" + (f": {text}" if text else ""))
+    err.__cause__ = exc
+    return err
+
+
+def batch_outputs(inputs: int, outputs: Any) -> Sequence[Any]:
+    if not isinstance(outputs, Sequence | _array_like()) or isinstance(outputs, str | bytes):
+        raise ModelError("predict", f"batched predict must return a list of {inputs} outputs, "
+                                    f"returned a {type(outputs).__name__}")
+    if len(outputs) != inputs:
+        raise ModelError("predict", f"batched predict returned {len(outputs)} outputs for a batch of "
+                                    f"{inputs} inputs; it must return one output per input, in order")
+    return outputs  # type: ignore[no-any-return]
+
+
+def _array_like() -> tuple[type, ...]:
+    import sys
+
+    np = sys.modules.get("numpy")
+    return (np.ndarray,) if np is not None else ()
+
+
+class _Predictor:
+    """What both kinds share: admission (max_queue), liveness checks and batch assembly."""
+
+    def __init__(self, fn: Callable[[Any], Any], *, streams: bool, slots: int, batching: Batching | None,
+                 max_queue: int | None, stats: RuntimeStats, loop: asyncio.AbstractEventLoop) -> None:
+        self._fn = fn
+        self._streams = streams
+        self._slots = slots
+        self._batching = batching
+        self._max_queue = max_queue
+        self._stats = stats
+        self._loop = loop
+
+    @property
+    def waiting(self) -> int:
+        raise NotImplementedError
+
+    def admit(self) -> None:
+        """Refuse at once, before any work, when the queue is already full."""
+        if self._max_queue is not None and self.waiting >= self._max_queue:
+            self._stats.rejected += 1
+            raise QueueFullError(f"{self.waiting} requests are already waiting for predict "
+                                 f"(runtime.max_queue is {self._max_queue}); retry shortly.")
+
+    def _live(self, job: Job, now: float) -> bool:
+        if job.cancelled:
+            return False
+        if job.deadline is not None and now > job.deadline:
+            self._stats.timed_out += 1
+            self._fail(job, DeadlineExceeded("the request timed out while waiting for predict."))
+            return False
+        return True
+
+    def _fail(self, job: Job, exc: BaseException) -> None:
+        raise NotImplementedError
+
+    def _call_batch(self, jobs: list[Job]) -> None:
+        """Call predict on a list of jobs' inputs and hand each job its own output."""
+        self._stats.batch_sizes.observe(len(jobs))
+        self._stats.predicting += len(jobs)
+        start = time.perf_counter()
+        try:
+            outputs = batch_outputs(len(jobs), self._fn([job.input for job in jobs]))
+        except BaseException as exc:  # noqa: BLE001 - the user's error becomes every job's answer
+            err = user_error("predict", exc)
+            for job in jobs:
+                self._fail(job, err)
+        else:
+            for job, output in zip(jobs, outputs, strict=True):
+                self._deliver(job, output)
+        finally:
+            self._stats.predicting -= len(jobs)
+            self._stats.stages["predict"].observe(time.perf_counter() - start)
+
+    def _deliver(self, job: Job, value: Any) -> None:
+        raise NotImplementedError
+
+
+class ThreadPredictor(_Predictor):
+    """Sync predict on ``slots`` dedicated threads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"kingpost-predict-{i}", daemon=True)
+                         for i in range(self._slots)]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def waiting(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, job: Job) -> None:
+        self.admit()
+        job.enqueued = time.monotonic()
+        self._queue.put(job)
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._queue.put(_STOP)
+
+    def _deliver(self, job: Job, value: Any) -> None:
+        self._loop.call_soon_threadsafe(_resolve, job.future, value)
+
+    def _fail(self, job: Job, exc: BaseException) -> None:
+        self._loop.call_soon_threadsafe(_reject, job.future, exc)
+
+    def _work(self) -> None:
+        get = self._queue.get
+        while True:
+            job = get()
+            if job is _STOP:
+                return
+            if self._batching is not None:
+                jobs, stop = self._gather(job)
+                now = time.monotonic()
+                jobs = [j for j in jobs if self._live(j, now)]
+                if jobs:
+                    self._call_batch(jobs)
+                if stop:
+                    return
+            elif self._live(job, time.monotonic()):
+                self._call_one(job)
+
+    def _gather(self, first: Job) -> tuple[list[Job], bool]:
+        assert self._batching is not None
+        jobs = [first]
+        until = first.enqueued + self._batching.max_wait_ms / 1000
+        while len(jobs) < self._batching.max_batch_size:
+            remaining = until - time.monotonic()
+            try:
+                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is _STOP:
+                return jobs, True
+            jobs.append(job)
+        return jobs, False
+
+    def _call_one(self, job: Job) -> None:
+        self._stats.predicting += 1
+        start = time.perf_counter()
+        try:
+            output = self._fn(job.input)
+            if self._streams:
+                self._pump(job, output)
+            else:
+                self._deliver(job, output)
+        except BaseException as exc:  # noqa: BLE001
+            self._fail(job, user_error("predict", exc))
+        finally:
+            self._stats.predicting -= 1
+            self._stats.stages["predict"].observe(time.perf_counter() - start)
+
+    def _pump(self, job: Job, generator: Any) -> None:
+        """Drive a sync generator on this predict thread (holding the slot) into a ChunkStream."""
+        loop = self._loop
+        stream = ChunkStream(job)
+        loop.call_soon_threadsafe(_resolve, job.future, stream)
+        try:
+            for chunk in generator:
+                if job.cancelled:
+                    break
+                loop.call_soon_threadsafe(stream.put, chunk)
+        except BaseException as exc:  # noqa: BLE001
+            loop.call_soon_threadsafe(stream.put, _Failure(user_error("predict", exc)))
+        else:
+            loop.call_soon_threadsafe(stream.put, _END)
+        finally:
+            generator.close()
+
+
+class AsyncPredictor(_Predictor):
+    """Async predict on ``slots`` worker tasks on the event loop."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._tasks = [self._loop.create_task(self._work()) for _ in range(self._slots)]
+
+    @property
+    def waiting(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, job: Job) -> None:
+        self.admit()
+        job.enqueued = time.monotonic()
+        self._queue.put_nowait(job)
+
+    def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    def _deliver(self, job: Job, value: Any) -> None:
+        _resolve(job.future, value)
+
+    def _fail(self, job: Job, exc: BaseException) -> None:
+        _reject(job.future, exc)
+
+    async def _work(self) -> None:
+        while True:
+            job = await self._queue.get()
+            if self._batching is not None:
+                jobs = await self._gather(job)
+                now = time.monotonic()
+                jobs = [j for j in jobs if self._live(j, now)]
+                if jobs:
+                    await self._call_batch_async(jobs)
+            elif self._live(job, time.monotonic()):
+                await self._call_one(job)
+
+    async def _gather(self, first: Job) -> list[Job]:
+        assert self._batching is not None
+        jobs = [first]
+        until = first.enqueued + self._batching.max_wait_ms / 1000
+        while len(jobs) < self._batching.max_batch_size:
+            remaining = until - time.monotonic()
+            try:
+                if remaining > 0:
+                    jobs.append(await asyncio.wait_for(self._queue.get(), remaining))
+                else:
+                    jobs.append(self._queue.get_nowait())
+            except (asyncio.TimeoutError, asyncio.QueueEmpty):
+                break
+        return jobs
+
+    async def _call_batch_async(self, jobs: list[Job]) -> None:
+        fn = self._fn
+
+        async def run(inputs: list[Any]) -> Any:
+            return await fn(inputs)
+
+        self._stats.batch_sizes.observe(len(jobs))
+        self._stats.predicting += len(jobs)
+        start = time.perf_counter()
+        try:
+            outputs = batch_outputs(len(jobs), await run([job.input for job in jobs]))
+        except Exception as exc:  # noqa: BLE001
+            err = user_error("predict", exc)
+            for job in jobs:
+                self._fail(job, err)
+        else:
+            for job, output in zip(jobs, outputs, strict=True):
+                self._deliver(job, output)
+        finally:
+            self._stats.predicting -= len(jobs)
+            self._stats.stages["predict"].observe(time.perf_counter() - start)
+
+    async def _call_one(self, job: Job) -> None:
+        self._stats.predicting += 1
+        start = time.perf_counter()
+        try:
+            if self._streams:
+                await self._pump(job, self._fn(job.input))
+            else:
+                self._deliver(job, await self._fn(job.input))
+        except Exception as exc:  # noqa: BLE001
+            self._fail(job, user_error("predict", exc))
+        finally:
+            self._stats.predicting -= 1
+            self._stats.stages["predict"].observe(time.perf_counter() - start)
+
+    async def _pump(self, job: Job, generator: Any) -> None:
+        stream = ChunkStream(job)
+        _resolve(job.future, stream)
+        try:
+            async for chunk in generator:
+                if job.cancelled:
+                    break
+                stream.put(chunk)
+        except Exception as exc:  # noqa: BLE001
+            stream.put(_Failure(user_error("predict", exc)))
+        else:
+            stream.put(_END)
+        finally:
+            await generator.aclose()
+
+
+def _resolve(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _reject(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

@@ -1,0 +1,235 @@
+"""The runtime: load once, then preprocess -> predict under the lock -> postprocess, per request.
+
+Pre- and postprocess of different requests run concurrently: sync hooks on an elastic thread pool
+(as wide as the requests in flight), async hooks on the event loop. Predict runs through a
+:mod:`kingpost.predictor` with ``predict_concurrency`` slots. How each hook runs is decided once,
+in :meth:`Runtime.start`; the request path only calls what was chosen then.
+
+The runtime knows nothing of HTTP or Ray: it raises the domain errors of :mod:`kingpost.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from kingpost import loader
+from kingpost._threads import ElasticPool
+from kingpost.config import Config
+from kingpost.errors import DeadlineExceeded, KingpostError, ModelLoadError, NotReadyError
+from kingpost.predictor import AsyncPredictor, Job, ThreadPredictor, user_error
+from kingpost.secrets import SecretStore
+from kingpost.stats import RuntimeStats
+from kingpost.types import HookKind, State
+
+logger = logging.getLogger(__name__)
+
+Stage = Callable[[Any], Awaitable[Any]]
+
+
+class Runtime:
+    """One loaded model and the machinery that serves it. Create, ``await start()``, ``await predict(x)``."""
+
+    def __init__(self, root: str | Path, config: Config, *, secrets_dir: str | Path | None = None) -> None:
+        self.root = Path(root)
+        self.config = config
+        self.secrets = SecretStore(config.secrets, secrets_dir)
+        self.stats = RuntimeStats()
+        self.state = State.NEW
+        self.failure: str | None = None
+        self.streams = False
+        self._pool = ElasticPool("kingpost-hook")
+        self._preprocess: Stage | None = None
+        self._postprocess: Stage | None = None
+        self._healthy: Stage | None = None
+        self._predictor: ThreadPredictor | AsyncPredictor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timeout = config.runtime.request_timeout_s
+
+    async def start(self) -> None:
+        """Import model.py, build the Model and run its ``load()`` once. Raises ModelLoadError."""
+        if self.state is not State.NEW:
+            raise RuntimeError(f"start() called on a runtime that is {self.state.value}")
+        self._loop = loop = asyncio.get_running_loop()
+        self.state = State.LOADING
+        try:
+            hooks = await loop.run_in_executor(None, self._build)
+            load = hooks.hook("load")
+            if load is not None and hooks.spec.kinds["load"] is HookKind.ASYNC:
+                await self._run_load(load, hooks, async_=True)
+            elif load is not None:
+                await loop.run_in_executor(None, self._run_load_sync, load, hooks)
+            self._wire(hooks)
+        except ModelLoadError as exc:
+            self.state, self.failure = State.FAILED, str(exc)
+            raise
+        except KingpostError as exc:
+            self.state, self.failure = State.FAILED, str(exc)
+            raise ModelLoadError(str(exc)) from exc
+        self.state = State.READY
+        logger.info("%s: model loaded and ready", self.name)
+
+    @property
+    def name(self) -> str:
+        return self.config.model_name or self.root.name
+
+    async def predict(self, model_input: Any) -> Any:
+        """Run one request through the model; a streaming predict returns an async iterator of chunks."""
+        if self.state is not State.READY:
+            raise NotReadyError(self._not_ready_reason())
+        if self._timeout is None:
+            return await self._run(model_input, None)
+        try:
+            return await asyncio.wait_for(self._run(model_input, time.monotonic() + self._timeout), self._timeout)
+        except asyncio.TimeoutError:
+            self.stats.timed_out += 1
+            raise DeadlineExceeded(f"the request took longer than runtime.request_timeout_s "
+                                   f"({self._timeout:g} s).") from None
+
+    async def is_healthy(self) -> bool:
+        """Ready and, when the Model defines ``is_healthy``, what it says (an exception means no)."""
+        if self.state is not State.READY:
+            return False
+        if self._healthy is None:
+            return True
+        try:
+            return bool(await self._healthy(None))
+        except Exception:  # noqa: BLE001 - an unhealthy answer, logged
+            logger.warning("%s: is_healthy raised; reporting unhealthy", self.name, exc_info=True)
+            return False
+
+    @property
+    def waiting(self) -> int:
+        """Requests that finished preprocess and wait for a predict slot."""
+        return self._predictor.waiting if self._predictor is not None else 0
+
+    async def stop(self) -> None:
+        if self._predictor is not None:
+            self._predictor.stop()
+        self._pool.shutdown()
+
+    # -- the request path -------------------------------------------------------------------
+
+    async def _run(self, value: Any, deadline: float | None) -> Any:
+        predictor = self._predictor
+        assert predictor is not None and self._loop is not None
+        predictor.admit()
+        self.stats.in_flight += 1
+        try:
+            if self._preprocess is not None:
+                value = await self._preprocess(value)
+            job = Job(value, self._loop.create_future(), deadline)
+            predictor.submit(job)
+            try:
+                value = await job.future
+            except asyncio.CancelledError:
+                job.cancelled = True
+                raise
+            if self._postprocess is not None:
+                value = await self._postprocess(value)
+            return value
+        finally:
+            self.stats.in_flight -= 1
+
+    # -- decided once, at start ---------------------------------------------------------------
+
+    def _build(self) -> loader.ModelHooks:
+        loader.apply_environment(self.config)
+        spec = loader.import_model_class(self.root, self.config)
+        batching = self.config.runtime.batching
+        if batching is not None and spec.streams:
+            raise ModelLoadError(f"{self.config.path}: runtime.batching: expected a predict that returns "
+                                 "a list (batching cannot be combined with a streaming predict), found a "
+                                 "generator predict.")
+        return loader.construct(spec, self.root, self.config, self.secrets)
+
+    def _run_load_sync(self, load: Callable[[], Any], hooks: loader.ModelHooks) -> None:
+        try:
+            load()
+        except Exception as exc:
+            raise self._load_error(hooks, exc) from exc
+
+    async def _run_load(self, load: Callable[[], Any], hooks: loader.ModelHooks, *, async_: bool) -> None:
+        try:
+            await load()
+        except Exception as exc:
+            raise self._load_error(hooks, exc) from exc
+
+    def _load_error(self, hooks: loader.ModelHooks, exc: Exception) -> ModelLoadError:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        where = loader.rel(self.root, hooks.spec.file)
+        return ModelLoadError(f"{where}: {hooks.spec.cls.__name__}.load() raised {type(exc).__name__}"
+                              + (f": {text}" if text else ""))
+
+    def _wire(self, hooks: loader.ModelHooks) -> None:
+        kinds = hooks.spec.kinds
+        self._preprocess = self._stage(hooks, "preprocess")
+        self._postprocess = self._stage(hooks, "postprocess")
+        self._healthy = self._stage(hooks, "is_healthy", timed=False)
+        self.streams = hooks.spec.streams
+        predict = hooks.hook("predict")
+        assert predict is not None and self._loop is not None
+        rt = self.config.runtime
+        cls = ThreadPredictor if kinds["predict"] in (HookKind.SYNC, HookKind.SYNC_GENERATOR) else AsyncPredictor
+        self._predictor = cls(predict, streams=self.streams, slots=rt.predict_concurrency, batching=rt.batching,
+                              max_queue=rt.max_queue, stats=self.stats, loop=self._loop)
+
+    def _stage(self, hooks: loader.ModelHooks, name: str, *, timed: bool = True) -> Stage | None:
+        fn = hooks.hook(name)
+        if fn is None:
+            return None
+        if name == "is_healthy":
+            raw = fn
+            fn = lambda _unused: raw()  # noqa: E731 - same one-argument shape as the other hooks
+        histogram = self.stats.stages.get(name) if timed else None
+        loop = self._loop
+        assert loop is not None
+        if hooks.spec.kinds[name] is HookKind.ASYNC:
+            async def call_async(value: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return await fn(value)
+                except Exception as exc:
+                    raise user_error(name, exc) from exc
+                finally:
+                    if histogram is not None:
+                        histogram.observe(time.perf_counter() - start)
+            return call_async
+
+        pool = self._pool
+
+        def run(value: Any, future: asyncio.Future[Any]) -> None:
+            start = time.perf_counter()
+            try:
+                result = fn(value)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
+                loop.call_soon_threadsafe(_set_exception, future, user_error(name, exc))
+            else:
+                loop.call_soon_threadsafe(_set_result, future, result)
+            if histogram is not None:
+                histogram.observe(time.perf_counter() - start)
+
+        def call_in_thread(value: Any) -> Awaitable[Any]:
+            future = loop.create_future()
+            pool.submit(run, value, future)
+            return future
+        return call_in_thread
+
+    def _not_ready_reason(self) -> str:
+        if self.state is State.FAILED:
+            return f"the model failed to load: {self.failure}"
+        return f"the model is {self.state.value}; retry shortly."
+
+
+def _set_result(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
