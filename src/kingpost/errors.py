@@ -7,6 +7,7 @@
     │   └── MissingRequirementError  an import failed for a package the bundle requires
     ├── RequestError ........... one request failed; the runtime keeps serving
     │   ├── InputError ......... the caller sent something the model cannot take (raise it in a hook)
+    │   │   └── PayloadTooLargeError  the request body exceeds runtime.max_request_bytes
     │   ├── NotReadyError ...... the model is loading, failed to load, or is unhealthy
     │   ├── QueueFullError ..... too many requests are waiting for predict
     │   ├── DeadlineExceeded ... the request ran past runtime.request_timeout_s
@@ -57,6 +58,10 @@ class RequestError(KingpostError):
 
 class InputError(RequestError):
     """The input is invalid. Raise it from ``preprocess`` to answer the caller with a 400."""
+
+
+class PayloadTooLargeError(InputError):
+    """The request body is larger than ``runtime.max_request_bytes``."""
 
 
 class NotReadyError(RequestError):

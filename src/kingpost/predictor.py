@@ -28,7 +28,7 @@ _END = object()
 class Job:
     """One request's trip through predict."""
 
-    __slots__ = ("input", "future", "deadline", "cancelled", "enqueued")
+    __slots__ = ("cancelled", "deadline", "enqueued", "future", "input")
 
     def __init__(self, value: Any, future: asyncio.Future[Any], deadline: float | None) -> None:
         self.input = value

@@ -98,7 +98,7 @@ class Runtime:
             return True
         try:
             return bool(await self._healthy(None))
-        except Exception:  # noqa: BLE001 - an unhealthy answer, logged
+        except Exception:
             logger.warning("%s: is_healthy raised; reporting unhealthy", self.name, exc_info=True)
             return False
 

@@ -1,0 +1,291 @@
+"""The ASGI application: Truss's paths on a bare ASGI callable, no framework on the hot path.
+
+| path | answer |
+|---|---|
+| GET /                                   | liveness: 200 while the process is up |
+| GET /v1/models/<name>                   | readiness: 200 ready, 503 loading or unhealthy, 500 load failed |
+| POST /v1/models/<name>:predict[_binary] | JSON or msgpack in and out; a streaming predict answers chunked or SSE |
+| GET /metrics                            | Prometheus text |
+| GET /openapi.json, /docs                | the API described |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kingpost import codecs
+from kingpost.errors import ModelLoadError, PayloadTooLargeError
+from kingpost.runtime import Runtime
+from kingpost.server import openapi
+from kingpost.server.http import METHOD_NOT_ALLOWED, NOT_FOUND, Headers, error_answer, status_of
+from kingpost.server.metrics import ServerMetrics
+from kingpost.types import State
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+logger = logging.getLogger("kingpost.server")
+access_logger = logging.getLogger("kingpost.access")
+
+_JSON = b"application/json"
+_MSGPACK = b"application/msgpack"
+_OK = b'{"status":"ok"}'
+
+
+class _Gone(Exception):
+    """The client went away; nothing is sent."""
+
+
+class App:
+    """Serve one runtime. The model loads in the background once the server starts (lifespan)."""
+
+    def __init__(self, runtime: Runtime, *, debug: bool = False, access_log: bool = True,
+                 load_before_serving: bool = False,
+                 on_load_failure: Callable[[ModelLoadError], None] | None = None) -> None:
+        self.runtime = runtime
+        self.debug = debug
+        self.access_log = access_log
+        self.load_before_serving = load_before_serving
+        self.on_load_failure = on_load_failure
+        self.metrics = ServerMetrics(runtime.stats)
+        self.max_bytes = runtime.config.runtime.max_request_bytes
+        self.load_task: asyncio.Task[None] | None = None
+        self._ids = itertools.count(1)
+        self._id_prefix = f"{os.getpid():x}-"
+        self._openapi = codecs.encode_json(openapi.spec(runtime.config, runtime.root.name))
+        self._docs = openapi.DOCS_HTML.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    # -- routing ---------------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path.startswith("/v1/models/"):
+            if path.endswith((":predict", ":predict_binary")):
+                if method == "POST":
+                    await self._predict(scope, receive, send)
+                else:
+                    await self._plain(send, METHOD_NOT_ALLOWED, b'{"error":"use POST to predict."}', "predict")
+                return
+            if ":" not in path:
+                await self._readiness(send)
+                return
+        elif path == "/" or path == "/health":
+            await _respond(send, 200, _OK, _JSON)
+            return
+        elif path == "/metrics":
+            await _respond(send, 200, self.metrics.render(waiting=self.runtime.waiting),
+                           b"text/plain; version=0.0.4; charset=utf-8")
+            return
+        elif path == "/openapi.json":
+            await _respond(send, 200, self._openapi, _JSON)
+            return
+        elif path == "/docs":
+            await _respond(send, 200, self._docs, b"text/html; charset=utf-8")
+            return
+        await self._plain(send, NOT_FOUND, codecs.encode_json({"error": f"no route for {method} {path}."}), "other")
+
+    async def _plain(self, send: Send, status: int, body: bytes, route: str) -> None:
+        self.metrics.responses[route, status] += 1
+        await _respond(send, status, body, _JSON)
+
+    async def _readiness(self, send: Send) -> None:
+        runtime = self.runtime
+        state = runtime.state
+        if state is State.READY:
+            if await runtime.is_healthy():
+                await _respond(send, 200, codecs.encode_json({"name": runtime.name, "ready": True}), _JSON)
+            else:
+                await _respond(send, 503, b'{"error":"the model reports it is unhealthy."}', _JSON,
+                               [(b"retry-after", b"1")])
+        elif state is State.FAILED:
+            await _respond(send, 500, codecs.encode_json({"error": f"the model failed to load: {runtime.failure}"}),
+                           _JSON)
+        else:
+            await _respond(send, 503, b'{"error":"the model is loading."}', _JSON, [(b"retry-after", b"1")])
+
+    # -- predict -----------------------------------------------------------------------------------
+
+    async def _predict(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+        content_type = accept = request_id = None
+        length = -1
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"accept":
+                accept = value
+            elif name == b"content-length":
+                length = int(value) if value.isdigit() else -1
+            elif name == b"x-request-id":
+                request_id = value.decode("latin-1")
+        if request_id is None:
+            request_id = self._id_prefix + str(next(self._ids))
+        binary = content_type is not None and codecs.wants_msgpack(content_type)
+        watcher: asyncio.Task[None] | None = None
+        status = 200
+        try:
+            body = await self._read_body(receive, length)
+            model_input = codecs.decode_msgpack(body) if binary else codecs.decode_json(body)
+            watcher = _watch_disconnect(receive)
+            result = await self.runtime.predict(model_input)
+            if not self.runtime.streams:  # the watcher is needed while waiting and while streaming only
+                watcher.cancel()
+            if self.runtime.streams:
+                await self._stream(send, result, accept, watcher)
+            elif binary:
+                await _respond(send, 200, codecs.encode_msgpack(result), _MSGPACK)
+            else:
+                await _respond(send, 200, codecs.encode_json(result), _JSON)
+        except _Gone:
+            status = 499
+        except asyncio.CancelledError:
+            if watcher is None or watcher.cancelled() or not watcher.done():
+                raise
+            status = 499  # the watcher cancelled us: the client disconnected
+        except Exception as exc:  # noqa: BLE001 - every error becomes an answer; the server keeps serving
+            status, err_body, headers = error_answer(exc, request_id, debug=self.debug)
+            await _respond(send, status, err_body, _JSON, headers)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+        elapsed = time.perf_counter() - start
+        self.metrics.responses["predict", status] += 1
+        self.metrics.latency.observe(elapsed)
+        if self.access_log:
+            access_logger.info('%s "%s %s" %d %.1fms', _client(scope), scope["method"], scope["path"], status,
+                               elapsed * 1000)
+
+    async def _read_body(self, receive: Receive, length: int) -> bytes:
+        limit = self.max_bytes
+        if length > limit:
+            raise PayloadTooLargeError(self._too_large(length))
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body"):
+            if message["type"] == "http.disconnect":
+                raise _Gone
+            return body
+        parts = [body]
+        size = len(body)
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Gone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(self._too_large(size, more=True))
+            parts.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(parts)
+
+    def _too_large(self, size: int, *, more: bool = False) -> str:
+        found = f"more than {size}" if more else str(size)
+        return (f"the request body is {found} bytes; runtime.max_request_bytes allows {self.max_bytes}.")
+
+    async def _stream(self, send: Send, stream: Any, accept: bytes | None, watcher: asyncio.Task[None]) -> None:
+        """Answer a streaming predict: chunked by default, SSE on request, gathered for plain JSON."""
+        try:
+            if accept is not None and accept.strip().lower() == _JSON:
+                parts = [c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c) async for c in stream]
+                await _respond(send, 200, codecs.encode_json("".join(parts)), _JSON)
+                return
+            sse = accept is not None and b"text/event-stream" in accept
+            encode = codecs.encode_sse_event if sse else codecs.chunk_bytes
+            iterator = stream.__aiter__()
+            try:
+                first = await iterator.__anext__()
+            except StopAsyncIteration:
+                first = None
+            headers = [(b"content-type", b"text/event-stream" if sse else b"application/octet-stream"),
+                       (b"cache-control", b"no-cache")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            if first is not None:
+                await send({"type": "http.response.body", "body": encode(first), "more_body": True})
+                try:
+                    async for chunk in iterator:
+                        if watcher.done():
+                            break
+                        await send({"type": "http.response.body", "body": encode(chunk), "more_body": True})
+                except Exception as exc:
+                    logger.error("stream failed after it started: %s", exc, exc_info=exc.__cause__ or exc)
+                    if sse:
+                        msg = codecs.encode_json({"error": f"the model's predict failed mid-stream: {exc}"
+                                                  if self.debug else "the model's predict failed mid-stream."})
+                        await send({"type": "http.response.body", "body": b"event: error\ndata: " + msg + b"\n\n",
+                                    "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await stream.aclose()
+
+    # -- lifespan ----------------------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self.runtime.state is State.NEW:
+                    if self.load_before_serving:
+                        await self._load()
+                    else:
+                        self.load_task = asyncio.get_running_loop().create_task(self._load())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.runtime.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _load(self) -> None:
+        try:
+            await self.runtime.start()
+        except ModelLoadError as exc:
+            logger.error("the model failed to load: %s", exc, exc_info=exc.__cause__ or exc)
+            if self.on_load_failure is not None:
+                self.on_load_failure(exc)
+
+
+def _watch_disconnect(receive: Receive) -> asyncio.Task[None]:
+    """A task that cancels the current request's task when its client disconnects."""
+    task = asyncio.current_task()
+    assert task is not None
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                task.cancel()
+                return
+
+    return asyncio.get_running_loop().create_task(watch())
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: bytes, extra: Headers | None = None) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers += extra
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "-"
+
+
+__all__ = ["App", "status_of"]

@@ -1,0 +1,63 @@
+"""The OpenAPI description of the HTTP API, built once at startup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kingpost.config import Config
+
+_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+
+
+def _error(description: str) -> dict[str, Any]:
+    schema = {"$ref": "#/components/schemas/Error"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def spec(config: Config, default_name: str) -> dict[str, Any]:
+    name = config.model_name or default_name
+    predict = {
+        "summary": f"Predict with {name}",
+        "description": "JSON in and out; msgpack in and out with Content-Type application/octet-stream or "
+                       "application/msgpack (numpy arrays included). A streaming model answers chunked, or as "
+                       "Server-Sent Events with Accept: text/event-stream, or gathered with Accept: application/json.",
+        "parameters": [{"name": "model_name", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {}},
+                                                      "application/msgpack": {"schema": {}}}},
+        "responses": {
+            "200": {"description": "The postprocessed output.", "content": {"application/json": {"schema": {}}}},
+            "400": _error("The body is not valid JSON/msgpack, or the model refused the input."),
+            "413": _error("The body exceeds runtime.max_request_bytes."),
+            "500": _error("The model raised; the body names the stage."),
+            "503": _error("The model is not ready, or the queue is full (see Retry-After)."),
+            "504": _error("The request ran past runtime.request_timeout_s."),
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": f"kingpost: {name}", "version": "1", "description": config.description or ""},
+        "paths": {
+            "/": {"get": {"summary": "Liveness", "responses": {"200": {"description": "The process is up."}}}},
+            "/v1/models/{model_name}": {"get": {
+                "summary": "Readiness",
+                "parameters": [{"name": "model_name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "Loaded and healthy."},
+                              "500": _error("Loading failed."),
+                              "503": _error("Loading, or unhealthy.")}}},
+            "/v1/models/{model_name}:predict": {"post": predict},
+            "/metrics": {"get": {"summary": "Prometheus metrics",
+                                 "responses": {"200": {"description": "Prometheus text format."}}}},
+        },
+        "components": {"schemas": {"Error": _ERROR}},
+    }
+
+
+DOCS_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><title>kingpost API</title>
+<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
+<body><div id="ui"><p>Interactive docs need the Swagger UI script from a CDN; the description itself is at
+<a href="/openapi.json">/openapi.json</a>.</p></div>
+<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>if (window.SwaggerUIBundle) SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+</body></html>
+"""

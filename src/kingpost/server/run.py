@@ -1,0 +1,159 @@
+"""Run the app on uvicorn: bind, load in the background, drain on SIGTERM, exit with a status.
+
+One worker serves in this process. With N workers, this process binds the socket, starts N
+worker processes that share it (each loads its own model copy before it accepts a connection, so
+whichever worker the kernel hands a connection to can answer it), forwards SIGTERM/SIGINT to them
+and exits once all have drained.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from kingpost.config import load_config
+from kingpost.errors import ModelLoadError
+from kingpost.runtime import Runtime
+from kingpost.server.app import App
+
+logger = logging.getLogger("kingpost.server")
+
+
+@dataclass(frozen=True)
+class Options:
+    directory: Path
+    debug: bool
+    grace_period: float
+    access_log: bool
+    secrets_dir: Path | None
+    log_level: int
+
+
+def serve(directory: str | Path, *, host: str = "127.0.0.1", port: int = 8080, workers: int | None = None,
+          debug: bool = False, grace_period: float = 30.0, access_log: bool = True,
+          secrets_dir: str | Path | None = None) -> int:
+    """Serve the bundle until SIGINT/SIGTERM; returns the process exit status (0 after a clean drain)."""
+    directory = Path(directory)
+    config = load_config(directory)  # a bad config fails here, before a socket is opened
+    count = workers or config.runtime.workers
+    options = Options(directory, debug, grace_period, access_log, Path(secrets_dir) if secrets_dir else None,
+                      logging.getLogger().getEffectiveLevel())
+    sock = _bind(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    print(f"kingpost: serving {config.model_name or directory.resolve().name} on http://{bound_host}:{bound_port} "
+          f"({count} worker{'s' if count > 1 else ''}); predict: POST /v1/models/model:predict",
+          file=sys.stderr, flush=True)
+    if count == 1:
+        return _serve_socket(sock, options, load_before_serving=False)
+    return _supervise(sock, count, options)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises a caught SIGTERM after draining (exit 143); a drained server exits 0 here."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+
+def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving: bool) -> int:
+    _configure_access_log(options.access_log)
+    runtime = Runtime(options.directory, load_config(options.directory), secrets_dir=options.secrets_dir)
+    status = {"code": 0}
+    server: _Server | None = None
+
+    def on_load_failure(exc: ModelLoadError) -> None:
+        print(f"error: the model failed to load: {exc}", file=sys.stderr, flush=True)
+        status["code"] = 1
+        if server is not None:
+            server.should_exit = True
+
+    app = App(runtime, debug=options.debug, access_log=options.access_log,
+              load_before_serving=load_before_serving, on_load_failure=on_load_failure)
+    config = uvicorn.Config(app, lifespan="on", access_log=False, log_config=None,
+                            timeout_graceful_shutdown=int(options.grace_period) or 1, server_header=False,
+                            timeout_keep_alive=30)
+    server = _Server(config)
+    server.run(sockets=[sock])
+    return status["code"]
+
+
+def _configure_access_log(enabled: bool) -> None:
+    access = logging.getLogger("kingpost.access")
+    if enabled and not access.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+        access.propagate = False
+    elif not enabled:
+        access.disabled = True
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        from kingpost.errors import KingpostError
+
+        raise KingpostError(f"cannot listen on {host}:{port}: {exc.strerror or exc}.") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _worker_main(sock: socket.socket, options: Options) -> None:
+    logging.basicConfig(level=options.log_level, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(_serve_socket(sock, options, load_before_serving=True))
+
+
+def _supervise(sock: socket.socket, count: int, options: Options) -> int:
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_worker_main, args=(sock, options), name=f"kingpost-worker-{i}")
+               for i in range(count)]
+    for worker in workers:
+        worker.start()
+    stopping = False
+
+    def stop(sig: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for w in workers:
+            if w.pid is not None and w.exitcode is None:
+                os.kill(w.pid, signal.SIGTERM)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    code = 0
+    try:
+        while any(w.exitcode is None for w in workers):
+            for w in workers:
+                w.join(timeout=0.2)
+                if w.exitcode not in (None, 0) and not stopping:
+                    logger.error("worker %s exited with status %s; stopping the others", w.name, w.exitcode)
+                    code = w.exitcode if w.exitcode > 0 else 1
+                    stop(signal.SIGTERM, None)
+        time.sleep(0)
+        if code == 0:
+            code = max((w.exitcode or 0) for w in workers)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        sock.close()
+    return code
