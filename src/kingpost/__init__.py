@@ -36,7 +36,7 @@ __all__ = [
 
 _LAZY = {
     "Bundle": "kingpost.bundle",
-    "create": "kingpost.create",
+    "create": "kingpost.frameworks",
     **{name: "kingpost.errors" for name in (
         "BundleError", "ConfigError", "DeadlineExceeded", "InputError", "KingpostError",
         "MissingRequirementError", "ModelError", "ModelLoadError", "NotReadyError", "PackagingError",
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from kingpost.bundle import Bundle
-    from kingpost.create import create
+    from kingpost.frameworks import create
     from kingpost.errors import (
         BundleError,
         ConfigError,
