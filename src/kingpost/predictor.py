@@ -91,7 +91,7 @@ def user_error(stage: str, exc: BaseException) -> KingpostError:
 
 
 def batch_outputs(inputs: int, outputs: Any) -> Sequence[Any]:
-    if not isinstance(outputs, Sequence | _array_like()) or isinstance(outputs, str | bytes):
+    if not isinstance(outputs, (Sequence, *_array_like())) or isinstance(outputs, str | bytes):
         raise ModelError("predict", f"batched predict must return a list of {inputs} outputs, "
                                     f"returned a {type(outputs).__name__}")
     if len(outputs) != inputs:
