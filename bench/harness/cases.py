@@ -1,0 +1,75 @@
+"""The benchmark cases. Adding one is one entry in CASES plus one bundle in bench/bundles/<name>/.
+
+A case names its bundle (served unchanged by kingpost and by Truss), the JSON body every request
+posts, and, for the servers that cannot read a bundle (bare, litserve), which of their hand-written
+apps in bench/apps/ does the same work. A server with no app for a case is skipped for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .paths import BUNDLES
+
+# A small, realistic JSON body: a few rows of features plus an id.
+FEATURES: dict[str, Any] = {
+    "inputs": [[0.5, 1.25, -3.0, 4.75, 8.0, 0.0, 1.0, 2.5] for _ in range(4)],
+    "id": "bench-0001",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    description: str
+    payload: Any
+    # Hand-written equivalents for servers that do not read bundles: server name -> app name
+    # (bench/apps/bare.py HANDLERS, bench/apps/litserve_app.py APIS).
+    apps: dict[str, str] = field(default_factory=dict)
+    # The response every server must give before it is measured (None: the payload itself).
+    expected: Any = None
+    # Theoretical ceiling in req/s; each server is reported as a fraction of it.
+    limit_rps: float | None = None
+    limit_target: float | None = None  # kingpost must reach this fraction of limit_rps
+    # Ratio targets: kingpost req/s divided by the named server's must be >= the value.
+    targets: dict[str, float] = field(default_factory=dict)
+    target_concurrency: int = 64  # where targets are judged (ratios are printed at every level)
+    # Servers run when --servers is not given.
+    servers: tuple[str, ...] = ("kingpost", "bare", "truss", "litserve")
+    # Extra command-line arguments per server, e.g. {"kingpost": ("--workers", "2")}.
+    server_args: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def bundle(self) -> Path:
+        return BUNDLES / self.name
+
+    @property
+    def response(self) -> Any:
+        return self.payload if self.expected is None else self.expected
+
+
+CASES: dict[str, Case] = {
+    case.name: case
+    for case in [
+        Case(
+            name="echo",
+            description="predict returns its input, no pre/post: the server's own overhead",
+            payload=FEATURES,
+            apps={"bare": "echo", "litserve": "echo"},
+            targets={"truss": 4.0, "litserve": 2.0, "bare": 0.75},
+        ),
+        Case(
+            name="pipeline",
+            description="preprocess sleeps 20 ms, predict sleeps 5 ms under the predict lock",
+            payload=FEATURES,
+            apps={"bare": "pipeline", "litserve": "pipeline", "litserve-sync": "pipeline-sync"},
+            limit_rps=200.0,
+            limit_target=0.95,
+        ),
+        # Planned (others add them): "batched" (vectorized numpy model with runtime.batching),
+        # "workers" (CPU-bound predict; servers=("kingpost", "kingpost-w2")), "ray" (kingpost
+        # on Ray Serve; servers=("kingpost", "kingpost-ray")).
+    ]
+}

@@ -1,0 +1,128 @@
+"""Medians over rounds, the side-by-side tables, the ratio lines, and the JSON record."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .cases import Case
+
+SUBJECT = "kingpost"  # every server named kingpost* gets ratio lines against the others
+NOISY_PCT = 10
+
+
+@dataclass(frozen=True)
+class Round:
+    case: str
+    server: str
+    concurrency: int
+    round: int
+    requests: int
+    errors: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us_per_req: float
+    other_pct: float  # share of the server's core used by other processes during the round
+
+
+@dataclass(frozen=True)
+class Summary:
+    case: str
+    server: str
+    concurrency: int
+    rounds: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us_per_req: float
+    errors: int
+    other_pct: float
+
+
+def summarize(rounds: list[Round]) -> list[Summary]:
+    groups: dict[tuple[str, str, int], list[Round]] = {}
+    for r in rounds:
+        groups.setdefault((r.case, r.server, r.concurrency), []).append(r)
+    return [
+        Summary(
+            case,
+            server,
+            conc,
+            len(rs),
+            statistics.median(r.rps for r in rs),
+            statistics.median(r.p50_ms for r in rs),
+            statistics.median(r.p99_ms for r in rs),
+            statistics.median(r.cpu_us_per_req for r in rs),
+            sum(r.errors for r in rs),
+            statistics.median(r.other_pct for r in rs),
+        )
+        for (case, server, conc), rs in groups.items()
+    ]
+
+
+def table(case: Case, rows: list[Summary], servers: list[str]) -> str:
+    order = {name: i for i, name in enumerate(servers)}
+    rows = sorted((r for r in rows if r.case == case.name), key=lambda r: (r.concurrency, order.get(r.server, 99)))
+    head = (
+        f"{'server':<16}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU µs/req':>12}{'errors':>8}{'other %':>9}"
+    )
+    lines = [f"== {case.name}: {case.description} ==", head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r.server:<16}{r.concurrency:>5}{r.rps:>10.0f}{r.p50_ms:>9.2f}"
+            f"{r.p99_ms:>9.2f}{r.cpu_us_per_req:>12.0f}{r.errors:>8}{r.other_pct:>9.0f}"
+        )
+    noisy = [r for r in rows if r.other_pct >= NOISY_PCT]
+    if noisy:
+        lines.append(
+            f"warning: other processes took >= {NOISY_PCT}% of the server core in {len(noisy)} row(s); "
+            "those figures are low"
+        )
+    return "\n".join(lines)
+
+
+def _verdict(value: float, target: float) -> str:
+    return "met" if value >= target else "NOT met"
+
+
+def ratio_lines(case: Case, rows: list[Summary]) -> list[str]:
+    """`echo c=64: kingpost/truss = 4.3x, ...`; targets are judged at case.target_concurrency."""
+    by = {(r.server, r.concurrency): r for r in rows if r.case == case.name}
+    servers = sorted({s for s, _ in by})
+    measured = [s for s in servers if s.startswith(SUBJECT)]
+    lines = []
+    for conc in sorted({c for _, c in by}):
+        subjects = [s for s in measured if (s, conc) in by] or (["bare"] if ("bare", conc) in by else [])
+        judged = conc == case.target_concurrency
+        for subject in subjects:
+            parts = []
+            for other in [s for s in servers if s not in subjects and (s, conc) in by and by[(s, conc)].rps > 0]:
+                ratio = by[(subject, conc)].rps / by[(other, conc)].rps
+                text = f"{subject}/{other} = " + (f"{ratio:.1f}x" if ratio >= 1.5 else f"{ratio:.2f}")
+                if judged and subject.startswith(SUBJECT) and other in case.targets:
+                    text += f" (target >= {case.targets[other]:g}: {_verdict(ratio, case.targets[other])})"
+                parts.append(text)
+            if parts:
+                lines.append(f"{case.name} c={conc}: " + ", ".join(parts))
+        if case.limit_rps:
+            fractions = []
+            for server in subjects + [s for s in servers if s not in subjects and (s, conc) in by]:
+                frac = by[(server, conc)].rps / case.limit_rps
+                text = f"{server} = {frac:.0%}"
+                if judged and server.startswith(SUBJECT) and case.limit_target:
+                    text += f" (target >= {case.limit_target:.0%}: {_verdict(frac, case.limit_target)})"
+                fractions.append(text)
+            lines.append(f"{case.name} c={conc}: " + ", ".join(fractions) + f" of the {case.limit_rps:g} req/s limit")
+    if by and not measured:
+        lines.append(f"{case.name}: {SUBJECT} not measured; the ratios are relative to bare")
+    return lines
+
+
+def write_json(path: Path, meta: dict[str, Any], rounds: list[Round], summaries: list[Summary]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"meta": meta, "summary": [asdict(s) for s in summaries], "rounds": [asdict(r) for r in rounds]}
+    path.write_text(json.dumps(record, indent=2) + "\n")

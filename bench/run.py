@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""Benchmark kingpost against a bare ASGI app, Truss's server and LitServe on the same bundles.
+
+    python bench/run.py --setup                      # build bench/.venvs and Truss contexts once
+    python bench/run.py [--quick] [--cases echo,pipeline] [--servers kingpost,bare,truss,litserve]
+
+Every server runs pinned to core 0 and wrk to core 1, on loopback inside a private network
+namespace (`unshare -rn`, so servers that insist on 0.0.0.0 stay private). Rounds are interleaved
+across servers; each figure is the median of the rounds. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import report, truss_context, wrk
+from harness.cases import CASES, Case
+from harness.paths import DEV_PYTHON, REPO, RESULTS, venv_python
+from harness.process import ServerProcess, core_busy_seconds, post_json
+from harness.servers import DEFAULT_SERVERS, SERVERS
+
+IN_NETNS_ENV = "KINGPOST_BENCH_IN_NETNS"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--setup", action="store_true", help="build the venvs and Truss contexts, then exit")
+    p.add_argument("--list", action="store_true", help="list cases and servers, then exit")
+    p.add_argument("--quick", action="store_true", help="2 s per point instead of 5 (3 rounds still)")
+    p.add_argument("--cases", default=",".join(CASES), help="comma-separated (default: all)")
+    p.add_argument(
+        "--servers", default=None, help=f"comma-separated (default: each case's list, {','.join(DEFAULT_SERVERS)})"
+    )
+    p.add_argument("--concurrency", default="1,16,64", help="wrk -c levels (default 1,16,64)")
+    p.add_argument("--duration", type=int, default=None, help="seconds per point (5; --quick 2)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds per point, median reported (3)")
+    p.add_argument("--server-core", type=int, default=0)
+    p.add_argument("--wrk-core", type=int, default=1)
+    p.add_argument(
+        "--no-netns", action="store_true", help="run on the host's loopback (servers that bind 0.0.0.0 are skipped)"
+    )
+    p.add_argument(
+        "--no-freeze",
+        action="store_true",
+        help="leave idle servers running during others' rounds (default: SIGSTOP them)",
+    )
+    p.add_argument("--json", type=Path, default=None, help="results file (default bench/results/...)")
+    args = p.parse_args(argv)
+    args.duration = args.duration or (2 if args.quick else 5)
+    args.case_list = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in args.case_list if c not in CASES]
+    if unknown:
+        p.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
+    if args.servers is not None:
+        args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
+        unknown = [s for s in args.server_list if s not in SERVERS]
+        if unknown:
+            p.error(f"unknown server(s) {', '.join(unknown)}; known: {', '.join(SERVERS)}")
+    else:
+        args.server_list = None
+    args.levels = [int(c) for c in args.concurrency.split(",")]
+    if args.rounds < 1 or args.duration < 1:
+        p.error("--rounds and --duration must be >= 1")
+    return args
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare_truss(cases: list[Case]) -> None:
+    """Outside the namespace: (re)build stale Truss contexts so the run itself needs no network."""
+    if not venv_python("truss").exists():
+        return
+    for case in cases:
+        if (case.bundle / "config.yaml").is_file() and not truss_context.is_fresh(case):
+            log(f"[prep] building the Truss context for {case.name}")
+            truss_context.build(case)
+            if venv_python("truss-server").exists():
+                truss_context.install_requirements(case)
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version(), "cpu": _cpu_model()}
+    probes = [
+        (DEV_PYTHON, ["uvicorn", "uvloop", "httptools", "orjson", "kingpost"]),
+        (venv_python("truss"), ["truss"]),
+        (venv_python("truss-server"), ["fastapi", "uvicorn"]),
+        (venv_python("litserve"), ["litserve", "fastapi", "uvicorn"]),
+    ]
+    for python, names in probes:
+        if not python.exists():
+            continue
+        code = (
+            "import importlib.metadata as m, sys\nfor n in sys.argv[1:]:\n"
+            "    try: print(n, m.version(n))\n    except Exception: pass"
+        )
+        out = subprocess.run([str(python), "-c", code, *names], capture_output=True, text=True).stdout
+        venv = python.parent.parent.name
+        for line in out.splitlines():
+            name, version = line.split()
+            found[f"{venv}:{name}"] = version
+    wrk_line = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()
+    found["wrk"] = wrk_line[0] if wrk_line else "?"
+    return found
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def start_servers(case: Case, names: list[str], args, logdir: Path, skipped: dict) -> list:
+    in_netns = os.environ.get(IN_NETNS_ENV) == "1"
+    started = []
+    for name in names:
+        server = SERVERS[name]
+        reason = server.unavailable(case, in_netns)
+        if reason:
+            skipped[f"{case.name}/{name}"] = reason
+            log(f"[{case.name}] skip {name}: {reason}")
+            continue
+        port = free_port()
+        proc = ServerProcess(name, server.launch(case, port), logdir / f"{case.name}-{name}.log", args.server_core)
+        started.append((server, port, proc))
+    ready = []
+    for server, port, proc in started:
+        base = f"http://127.0.0.1:{port}"
+        try:
+            t0 = time.monotonic()
+            proc.wait_ready(base + server.ready_path, timeout=180)
+            answer = post_json(base + server.predict_path, case.payload)
+            if answer != case.response:
+                raise RuntimeError(f"answered {str(answer)[:200]!r}, expected the case's response")
+            log(f"[{case.name}] {server.name} ready in {time.monotonic() - t0:.1f} s (pid {proc.pid})")
+            ready.append((server, base, proc))
+        except Exception as exc:  # a broken server is reported and skipped, the run goes on
+            skipped[f"{case.name}/{server.name}"] = f"failed to start: {exc}"
+            log(f"[{case.name}] skip {server.name}: {exc}")
+            proc.stop()
+    return ready
+
+
+def measure(case: Case, servers: list, args, script: Path) -> list[report.Round]:
+    """Interleaved rounds; all servers but the one measured are paused (SIGSTOP) throughout."""
+    rounds: list[report.Round] = []
+    freeze = not args.no_freeze
+    for _, _, proc in servers if freeze else ():
+        proc.pause()
+    for server, base, proc in servers:  # warm up: lazy imports, caches, thread pools
+        with _running(proc, freeze):
+            wrk.run(base + server.predict_path, script, 16, 1, args.wrk_core)
+    for conc in args.levels:
+        for r in range(args.rounds):
+            shift = r % len(servers)  # interleave, and rotate who goes first
+            for server, base, proc in servers[shift:] + servers[:shift]:
+                with _running(proc, freeze):
+                    cpu0, core0 = proc.cpu_seconds(), core_busy_seconds(args.server_core)
+                    res = wrk.run(base + server.predict_path, script, conc, args.duration, args.wrk_core)
+                    cpu = proc.cpu_seconds() - cpu0
+                    other = max(0.0, core_busy_seconds(args.server_core) - core0 - cpu)
+                other_pct = 100 * other / res.seconds if res.seconds else 0.0
+                cpu_us = cpu * 1e6 / res.requests if res.requests else float("nan")
+                rounds.append(
+                    report.Round(
+                        case.name,
+                        server.name,
+                        conc,
+                        r + 1,
+                        res.requests,
+                        res.errors,
+                        res.rps,
+                        res.p50_ms,
+                        res.p99_ms,
+                        cpu_us,
+                        other_pct,
+                    )
+                )
+                log(
+                    f"[{case.name}] c={conc:<3} round {r + 1}/{args.rounds} {server.name:<13}"
+                    f"{res.rps:9.0f} req/s  p50 {res.p50_ms:7.2f} ms  p99 {res.p99_ms:7.2f} ms"
+                    f"  {cpu_us:7.0f} µs/req  other {other_pct:3.0f}%"
+                    + (f"  errors {res.errors}" if res.errors else "")
+                )
+    return rounds
+
+
+@contextlib.contextmanager
+def _running(proc: ServerProcess, freeze: bool):
+    if freeze:
+        proc.resume()
+        time.sleep(0.2)  # let timers that fired while paused run before the clock starts
+    try:
+        yield
+    finally:
+        if freeze:
+            proc.pause()
+
+
+def bench(args) -> int:
+    if shutil.which("wrk") is None:
+        log("wrk is not on PATH: install it (Debian: apt-get install wrk)")
+        return 2
+    os.sched_setaffinity(0, {args.wrk_core})  # keep the harness itself off the server's core
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    logdir = RESULTS / "logs" / stamp
+    t_start = time.monotonic()
+    all_rounds: list[report.Round] = []
+    skipped: dict[str, str] = {}
+    ran: dict[str, list[str]] = {}
+    with tempfile.TemporaryDirectory(prefix="kingpost-bench-") as tmp:
+        for case in (CASES[c] for c in args.case_list):
+            names = args.server_list or list(case.servers)
+            script = wrk.write_script(Path(tmp), case.name, case.payload)
+            servers = start_servers(case, names, args, logdir, skipped)
+            try:
+                if servers:
+                    ran[case.name] = [s.name for s, _, _ in servers]
+                    all_rounds += measure(case, servers, args, script)
+            finally:
+                for _, _, proc in servers:
+                    proc.stop()
+    summaries = report.summarize(all_rounds)
+    print()
+    for name in args.case_list:
+        case = CASES[name]
+        if name not in ran:
+            print(f"== {name}: no server could run it ==\n")
+            continue
+        print(report.table(case, summaries, ran[name]))
+        print("\n".join(report.ratio_lines(case, summaries)))
+        print()
+    for key, reason in skipped.items():
+        lines = reason.strip().splitlines()
+        print(f"skipped {key}: {lines[0]}" + (f" ... {lines[-1].strip()}" if len(lines) > 1 else ""))
+    notes = {name: SERVERS[name].note for names in ran.values() for name in names}
+    for name, note in notes.items():
+        print(f"{name}: {note}")
+    meta = {
+        "started": stamp,
+        "elapsed_s": round(time.monotonic() - t_start, 1),
+        "duration_s": args.duration,
+        "rounds": args.rounds,
+        "concurrency": args.levels,
+        "server_core": args.server_core,
+        "wrk_core": args.wrk_core,
+        "netns": os.environ.get(IN_NETNS_ENV) == "1",
+        "skipped": skipped,
+        "servers": notes,
+        "versions": versions(),
+        "git": _git_head(),
+        "logs": str(logdir),
+    }
+    out = args.json or RESULTS / f"bench-{stamp}.json"
+    report.write_json(out, meta, all_rounds, summaries)
+    print(f"\nresults: {out}  (server logs: {logdir})  elapsed {meta['elapsed_s']:.0f} s")
+    return 0
+
+
+def _git_head() -> str:
+    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return proc.stdout.strip() or "none"
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for case in CASES.values():
+            print(f"case {case.name:<10} {case.description}  [servers: {', '.join(case.servers)}]")
+        for server in SERVERS.values():
+            print(f"server {server.name:<14} {server.note}")
+        return 0
+    cases = [CASES[c] for c in args.case_list]
+    if args.setup:
+        from harness.setup_envs import setup
+
+        setup(cases)
+        return 0
+    if args.no_netns or os.environ.get(IN_NETNS_ENV) == "1":
+        if os.environ.get(IN_NETNS_ENV) == "1":
+            subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        return bench(args)
+    if shutil.which("unshare") is None:
+        log("unshare (util-linux) is not on PATH; rerun with --no-netns")
+        return 2
+    prepare_truss(cases)
+    os.environ[IN_NETNS_ENV] = "1"
+    argv_in = ["unshare", "-rn", sys.executable, str(Path(__file__).resolve()), *argv]
+    return subprocess.run(argv_in).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
