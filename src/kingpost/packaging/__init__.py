@@ -1,0 +1,1 @@
+"""Packaging: isolated environments, container build contexts and images."""
