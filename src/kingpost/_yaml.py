@@ -9,31 +9,48 @@ import yaml
 
 from kingpost.errors import ConfigError
 
-_Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _StrictLoader(_Base):  # type: ignore[valid-type,misc]
-    pass
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
-        line = key_node.start_mark.line + 1
-        if key in seen:
-            raise _DuplicateKey(key, seen[key], line)
-        seen[key] = line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _DuplicateKey(Exception):
-    def __init__(self, key: Any, first: int, second: int) -> None:
+    def __init__(self, key: str, first: int, second: int) -> None:
         super().__init__(key)
         self.key, self.first, self.second = key, first, second
+
+
+def _check_duplicates(node: yaml.Node, prefix: str = "", visited: set[int] | None = None) -> None:
+    """Refuse a mapping that names a key twice, reporting the dotted key (``runtime.workers``)."""
+    visited = set() if visited is None else visited
+    if id(node) in visited:  # an alias of a node already checked (anchors may even be recursive)
+        return
+    visited.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # a complex key (never in a config) cannot repeat one written plainly
+            key = (key_node.tag, key_node.value)
+            dotted = f"{prefix}{key_node.value}"
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKey(dotted, seen[key], line)
+            seen[key] = line
+            _check_duplicates(value_node, dotted + ".", visited)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicates(item, f"{prefix.rstrip('.')}[{i}].", visited)
+
+
+def _load(text: str) -> Any:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_duplicates(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def read_yaml(path: Path) -> Any:
@@ -45,10 +62,10 @@ def read_yaml(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise ConfigError(path, "", "UTF-8 text", "<undecodable bytes>") from exc
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a safe loader
+        return _load(text)
     except _DuplicateKey as exc:
         raise ConfigError(
-            path, str(exc.key), "each key once", f"<the key twice, on lines {exc.first} and {exc.second}>"
+            path, exc.key, "each key once", f"<the key twice, on lines {exc.first} and {exc.second}>"
         ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

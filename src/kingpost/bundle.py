@@ -12,6 +12,7 @@ from typing import Any
 from kingpost._yaml import read_yaml
 from kingpost.config import Config, load_config
 from kingpost.errors import BundleError, ConfigError
+from kingpost.loader import require_model_file
 from kingpost.runtime import Runtime
 from kingpost.types import State
 
@@ -31,6 +32,7 @@ class Bundle:
             raise BundleError(f"{self.path}: expected a bundle directory, found "
                               f"{'a file' if self.path.exists() else 'nothing'}.")
         self.config = config if config is not None else load_config(self.path)
+        require_model_file(self.path, self.config)
         self._secrets_dir = secrets_dir
         self._runtime: Runtime | None = None
         self._loading: asyncio.Future[None] | None = None

@@ -303,9 +303,11 @@ class _Reader:
         return float(value)
 
 
-def _kind(value: Any) -> str:
+def _kind(value: Any) -> Any:
+    """What to show as "found" where a mapping was expected: a scalar as itself (quoted once, by
+    ConfigError), anything bigger by its shape."""
     if isinstance(value, list):
         return f"<a list of {len(value)} items>"
     if isinstance(value, str | int | float | bool):
-        return repr(value)
+        return value
     return f"<{type(value).__name__}>"

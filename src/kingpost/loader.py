@@ -66,14 +66,20 @@ def model_file(root: Path, config: Config) -> Path:
     return root / config.model_module_dir / config.model_class_filename
 
 
-def import_model_class(root: Path, config: Config) -> ModelSpec:
-    """Import model.py and inspect its Model class; runs the module's top level, not the class."""
+def require_model_file(root: Path, config: Config) -> Path:
+    """The model file, which must exist (checked by ``kingpost.load`` before any user code runs)."""
     file = model_file(root, config)
     if not file.is_file():
         raise BundleError(
             f"{config.path}: model_module_dir/model_class_filename: expected the model file "
             f"{file.relative_to(root) if file.is_relative_to(root) else file}, found no such file."
         )
+    return file
+
+
+def import_model_class(root: Path, config: Config) -> ModelSpec:
+    """Import model.py and inspect its Model class; runs the module's top level, not the class."""
+    file = require_model_file(root, config)
     _extend_sys_path(root, config)
     module = _import_module(root, config, file)
     cls = getattr(module, config.model_class_name, None)
@@ -125,7 +131,7 @@ def construct(spec: ModelSpec, root: Path, config: Config, secrets: Mapping[str,
         instance = spec.cls(**kwargs)
     except Exception as exc:
         raise ModelLoadError(
-            f"{rel(root, spec.file)}: {spec.cls.__name__}() raised {_describe(exc)}"
+            f"{rel(root, spec.file)}: {spec.cls.__name__}() raised {describe(exc)}"
         ) from exc
     return ModelHooks(instance=instance, spec=spec)
 
@@ -185,7 +191,7 @@ def _import_module(root: Path, config: Config, file: Path) -> ModuleType:
             _forget(package, module_name)
             if not isinstance(exc, Exception):
                 raise
-            raise ModelLoadError(f"{rel(root, file)}: importing it raised {_describe(exc)}") from exc
+            raise ModelLoadError(f"{rel(root, file)}: importing it raised {describe(exc)}") from exc
         finally:
             for k in [k for k in sys.modules if k == alias or k.startswith(alias + ".")]:
                 del sys.modules[k]
@@ -219,13 +225,20 @@ def requirement_import_name(requirement: str) -> str:
     return _IMPORT_NAMES.get(dist, dist.replace("-", "_").replace(".", "_"))
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """``KeyError: 'api_url'.``: the exception's type and first line, ending the sentence."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return described if described.endswith((".", "!", "?")) else described + "."
 
 
 def rel(root: Path, file: Path) -> str:
+    """``file`` as the user knows it: relative to the directory holding the bundle."""
     try:
         return str(file.relative_to(root.parent))
+    except ValueError:
+        pass
+    try:  # a path Python made absolute (SyntaxError.filename) for a bundle given as a relative path
+        return str(file.resolve().relative_to(root.resolve().parent))
     except ValueError:
         return str(file)

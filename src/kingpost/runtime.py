@@ -160,10 +160,8 @@ class Runtime:
             raise self._load_error(hooks, exc) from exc
 
     def _load_error(self, hooks: loader.ModelHooks, exc: Exception) -> ModelLoadError:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         where = loader.rel(self.root, hooks.spec.file)
-        return ModelLoadError(f"{where}: {hooks.spec.cls.__name__}.load() raised {type(exc).__name__}"
-                              + (f": {text}" if text else ""))
+        return ModelLoadError(f"{where}: {hooks.spec.cls.__name__}.load() raised {loader.describe(exc)}")
 
     def _wire(self, hooks: loader.ModelHooks) -> None:
         kinds = hooks.spec.kinds
