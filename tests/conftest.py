@@ -1,0 +1,108 @@
+"""Shared fixtures. Keep this file small: a fixture belongs here only when several test files use it.
+
+Bundles used by tests live in ``tests/bundles/<behaviour>/``, one behaviour each (see their
+docstrings). Tests that change a bundle (write a pickle into ``data/``, override a config key)
+work on a copy made by :func:`copy_bundle`, never on the original.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+BUNDLES = Path(__file__).parent / "bundles"
+
+
+def bundle_path(name: str) -> Path:
+    """The path of ``tests/bundles/<name>``, which must exist."""
+    path = BUNDLES / name
+    assert (path / "config.yaml").is_file(), f"no test bundle {name!r}"
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Secrets come only from what a test sets: an empty secrets dir, no ``*_SECRET_*`` variables."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("KINGPOST_SECRET_", "TRUSS_SECRET_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("KINGPOST_SECRETS_DIR", str(tmp_path_factory.mktemp("no-secrets")))
+
+
+@pytest.fixture
+def copy_bundle(tmp_path: Path) -> Callable[..., Path]:
+    """``copy_bundle(name, **config)`` copies a test bundle into tmp_path and returns the copy.
+
+    Keyword arguments are merged into its config.yaml (mappings merge key by key), for example
+    ``copy_bundle("predict_counter", runtime={"predict_concurrency": 2})``.
+    """
+
+    def copy(name: str, **config: Any) -> Path:
+        target = tmp_path / name
+        shutil.copytree(bundle_path(name), target)
+        if config:
+            path = target / "config.yaml"
+            data = yaml.safe_load(path.read_text()) or {}
+            path.write_text(yaml.safe_dump(_merge(data, config), sort_keys=False))
+        return target
+
+    return copy
+
+
+@pytest.fixture
+def load() -> Iterator[Callable[..., Any]]:
+    """``load(path_or_name, **kwargs)`` is ``kingpost.load``; every bundle it opened is closed afterwards.
+
+    A bare name (no slash) means ``tests/bundles/<name>``.
+    """
+    import kingpost
+
+    opened: list[Any] = []
+
+    def open_bundle(where: str | Path, **kwargs: Any) -> Any:
+        path = bundle_path(where) if isinstance(where, str) and "/" not in where else Path(where)
+        bundle = kingpost.load(path, **kwargs)
+        opened.append(bundle)
+        return bundle
+
+    yield open_bundle
+    for bundle in opened:
+        bundle.close()
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``serve(bundle, *cli_args, wait="ready")`` runs ``kingpost serve`` on a free port (see tests/serving.py).
+
+    A bare name means ``tests/bundles/<name>``. Returns a ``serving.Server``; each is stopped afterwards.
+    """
+    from serving import Server, start
+
+    servers: list[Server] = []
+
+    def run(where: str | Path, *args: str, **kwargs: Any) -> Server:
+        path = bundle_path(where) if isinstance(where, str) and "/" not in where else Path(where)
+        server = start(path, *args, stderr_dir=tmp_path, **kwargs)
+        servers.append(server)
+        return server
+
+    yield run
+    for server in servers:
+        server.stop()
