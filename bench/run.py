@@ -213,7 +213,7 @@ def measure(case: Case, servers: list, args, script: Path) -> list[report.Round]
 def _running(proc: ServerProcess, freeze: bool):
     if freeze:
         proc.resume()
-        time.sleep(0.2)  # let timers that fired while paused run before the clock starts
+        time.sleep(0.1)  # let timers that fired while paused run before the clock starts
     try:
         yield
     finally:
