@@ -32,9 +32,7 @@ def held_out_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
-    return train_test_split(
-        digits.data, digits.target, test_size=TEST_SIZE, random_state=SEED, stratify=digits.target
-    )
+    return train_test_split(digits.data, digits.target, test_size=TEST_SIZE, random_state=SEED, stratify=digits.target)
 
 
 def sample_png(features: np.ndarray, *, size: int = 64, dark_on_light: bool = True) -> bytes:
@@ -79,7 +77,7 @@ def main() -> None:
     accuracy = clf.score(x_test / 16.0, y_test)
 
     arrays: dict[str, np.ndarray] = {"classes": clf.classes_.astype(np.int64)}
-    for i, (w, b) in enumerate(zip(clf.coefs_, clf.intercepts_)):
+    for i, (w, b) in enumerate(zip(clf.coefs_, clf.intercepts_, strict=True)):
         arrays[f"w{i}"] = w.astype(np.float32)
         arrays[f"b{i}"] = b.astype(np.float32)
     WEIGHTS.parent.mkdir(exist_ok=True)

@@ -36,7 +36,7 @@ def dataset() -> tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray,
 
 def record(names: list[str], row: np.ndarray) -> dict[str, float]:
     """One row as the JSON object a caller would send: feature name -> value."""
-    return {name: float(value) for name, value in zip(names, row)}
+    return {name: float(value) for name, value in zip(names, row, strict=True)}
 
 
 def main() -> None:

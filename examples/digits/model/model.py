@@ -102,6 +102,7 @@ class Model:
                     chunks.append(chunk)
                 content_type = response.headers.get_content_type()
         except urllib.error.HTTPError as exc:
+            exc.close()  # it holds the error response open
             raise InputError(f"Fetching {url} failed with HTTP {exc.code} {exc.reason}.") from exc
         except urllib.error.URLError as exc:
             raise InputError(f"Could not fetch {url}: {_reason(exc.reason)}.") from exc
@@ -127,9 +128,7 @@ class Model:
             image = Image.open(io.BytesIO(raw), formats=FORMATS)
             width, height = image.size
             if width * height > self._max_pixels:
-                raise InputError(
-                    f"The image is {width}x{height} pixels; the limit is {self._max_pixels} pixels."
-                )
+                raise InputError(f"The image is {width}x{height} pixels; the limit is {self._max_pixels} pixels.")
             image.load()
         except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
             raise InputError(f"{source} is not a PNG, JPEG, GIF, BMP or WebP image.") from exc

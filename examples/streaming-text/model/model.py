@@ -36,7 +36,7 @@ class Model:
     def load(self) -> None:
         tokens = TOKEN.findall(self._corpus_path.read_text(encoding="utf-8"))
         self._next: dict[str, list[str]] = defaultdict(list)
-        for current, following in zip(tokens, tokens[1:] + tokens[:1]):  # wraps: no dead ends
+        for current, following in zip(tokens, tokens[1:] + tokens[:1], strict=True):  # wraps: no dead ends
             self._next[current].append(following)  # repeats keep the corpus's frequencies
         self._by_lower = {token.lower(): token for token in tokens}
 

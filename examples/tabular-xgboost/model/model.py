@@ -66,7 +66,7 @@ class Model:
         return {
             "predictions": [
                 {"label": self._labels[k], "probability": round(float(p[k]), 4)}
-                for k, p in zip(best, probabilities)
+                for k, p in zip(best, probabilities, strict=True)
             ]
         }
 
