@@ -176,10 +176,12 @@ class App:
         if length > limit:
             raise PayloadTooLargeError(self._too_large(length))
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Gone
         body: bytes = message.get("body", b"")
+        if len(body) > limit:  # a chunked upload (no Content-Length) can arrive whole in one message
+            raise PayloadTooLargeError(self._too_large(len(body), more=message.get("more_body", False)))
         if not message.get("more_body"):
-            if message["type"] == "http.disconnect":
-                raise _Gone
             return body
         parts = [body]
         size = len(body)
