@@ -130,6 +130,10 @@ def _supervise(sock: socket.socket, count: int, options: Options) -> int:
                for i in range(count)]
     for worker in workers:
         worker.start()
+    # Each worker got its own copy of the listening socket at spawn. Keeping ours open would let
+    # the kernel queue connections that no one accepts once the workers stop listening (on
+    # SIGTERM): clients would hang instead of being refused while the workers drain.
+    sock.close()
     stopping = False
 
     def stop(sig: int, frame: Any) -> None:
