@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -56,11 +56,16 @@ def _free_port() -> int:
 # -- a real image host for the digits URL path -----------------------------------------------------
 
 
-class _Routes(http.server.BaseHTTPRequestHandler):
-    """Serves ``self.server.routes[path] = (content_type, body, sized, delay_s)``.
+class _Route(NamedTuple):
+    content_type: str
+    body: bytes
+    sized: bool = True  # False leaves out Content-Length: only counting the bytes read catches a big body
+    delay_s: float = 0  # before the status line
+    pace_s: float = 0  # between single bytes of the body: a trickle
 
-    ``sized=False`` leaves out Content-Length, so only counting the bytes read can catch a big body.
-    """
+
+class _Routes(http.server.BaseHTTPRequestHandler):
+    """Serves ``self.server.routes[path]``, a :class:`_Route`, over HTTP/1.0."""
 
     protocol_version = "HTTP/1.0"
 
@@ -69,16 +74,19 @@ class _Routes(http.server.BaseHTTPRequestHandler):
         if route is None:
             self.send_error(404)
             return
-        content_type, body, sized, delay = route
-        time.sleep(delay)
+        time.sleep(route.delay_s)
         self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        if sized:
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()  # unsized: HTTP/1.0, the body ends when the connection closes
+        self.send_header("Content-Type", route.content_type)
+        if route.sized:
+            self.send_header("Content-Length", str(len(route.body)))
+        self.end_headers()  # unsized: the body ends when the connection closes
+        step = 1 if route.pace_s else 65536
         with contextlib.suppress(OSError):  # the model may hang up once it has seen enough
-            for start in range(0, len(body), 65536):
-                self.wfile.write(body[start : start + 65536])
+            for start in range(0, len(route.body), step):
+                self.wfile.write(route.body[start : start + step])
+                if route.pace_s:
+                    self.wfile.flush()
+                    time.sleep(route.pace_s)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -98,13 +106,15 @@ def image_host() -> Iterator[str]:
     pil.new("L", (5000, 5000), 255).save(huge, format="PNG")
     junk = bytes(range(256)) * (3_000_000 // 256)
     server = _ImageHost(("127.0.0.1", 0), _Routes)
+    seven = (DIGITS / "samples" / "seven.png").read_bytes()
     server.routes = {  # type: ignore[attr-defined]
-        "/seven.png": ("image/png", (DIGITS / "samples" / "seven.png").read_bytes(), True, 0),
-        "/page.html": ("text/html", b"<html><body>Not here.</body></html>", True, 0),
-        "/big.png": ("image/png", junk, True, 0),
-        "/big-unsized.png": ("image/png", junk, False, 0),
-        "/huge.png": ("image/png", huge.getvalue(), True, 0),
-        "/slow.png": ("image/png", (DIGITS / "samples" / "seven.png").read_bytes(), True, 3.0),
+        "/seven.png": _Route("image/png", seven),
+        "/page.html": _Route("text/html", b"<html><body>Not here.</body></html>"),
+        "/big.png": _Route("image/png", junk),
+        "/big-unsized.png": _Route("image/png", junk, sized=False),
+        "/huge.png": _Route("image/png", huge.getvalue()),
+        "/slow.png": _Route("image/png", seven, delay_s=3),
+        "/trickle.png": _Route("image/png", seven, sized=False, pace_s=0.05),
     }
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -255,6 +265,10 @@ def test_digits_limits_come_from_config(tmp_path: Path, image_host: str) -> None
         with pytest.raises(kingpost.InputError, match=re.escape(f"Could not fetch {image_host}/slow.png: ")):
             bundle.predict({"url": f"{image_host}/slow.png"})
         assert time.monotonic() - started < 2.5  # the host answers only after 3 s
+        started = time.monotonic()
+        with pytest.raises(kingpost.InputError, match=re.escape("took longer than 0.3 s.")):
+            bundle.predict({"url": f"{image_host}/trickle.png"})  # each byte in time, the whole too slow
+        assert time.monotonic() - started < 2.5
     finally:
         bundle.close()
 

@@ -93,7 +93,7 @@ class Model:
                 if declared and declared.isdigit() and int(declared) > self._max_bytes:
                     raise InputError(self._too_large(f"The image at {url}"))
                 chunks, size = [], 0
-                while chunk := response.read(65536):
+                while chunk := response.read1(65536):  # read1: one recv, so the deadline holds
                     size += len(chunk)
                     if size > self._max_bytes:
                         raise InputError(self._too_large(f"The image at {url}"))
@@ -115,8 +115,11 @@ class Model:
             raise InputError(f'"image" must be a base64 string, got {type(data).__name__}.')
         if data.startswith("data:") and "," in data:  # accept data URLs as browsers produce them
             data = data.split(",", 1)[1]
+        limit = (self._max_bytes + 2) // 3 * 4  # base64 characters for max_image_bytes
+        if len(data) > 2 * limit:  # plainly too large: do not even copy it
+            raise InputError(self._too_large('The "image"'))
         data = "".join(data.split())  # `base64` wraps lines at 76 characters
-        if len(data) > (self._max_bytes + 2) // 3 * 4:
+        if len(data) > limit:
             raise InputError(self._too_large('The "image"'))
         try:
             return base64.b64decode(data, validate=True)
@@ -130,8 +133,10 @@ class Model:
             if width * height > self._max_pixels:
                 raise InputError(f"The image is {width}x{height} pixels; the limit is {self._max_pixels} pixels.")
             image.load()
-        except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        except UnidentifiedImageError as exc:
             raise InputError(f"{source} is not a PNG, JPEG, GIF, BMP or WebP image.") from exc
+        except Image.DecompressionBombError as exc:  # Pillow's own, far higher, pixel limit
+            raise InputError(f"The image has more than the {self._max_pixels} pixel limit.") from exc
         except (OSError, SyntaxError, ValueError) as exc:
             raise InputError(f"{source} could not be decoded as an image: {_reason(exc)}.") from exc
         return image
