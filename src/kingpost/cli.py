@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,12 +32,39 @@ def _errors_to_one_line(fn: F) -> F:
             return fn(*args, **kwargs)
         except KingpostError as exc:
             _fail(str(exc))
+        except OSError as exc:  # our own I/O: an unreadable -f FILE, an unwritable init directory
+            _fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
         except KeyboardInterrupt:
             _fail("interrupted", 130)
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
+class _Group(click.Group):
+    """Usage errors as one line too (click prints a usage block, a blank line and the error)."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except _NO_ARGS_IS_HELP as exc:  # plain `kingpost`: the help, as for --help
+            click.echo(exc.format_message())
+            code = 0
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            _fail(exc.format_message().rstrip(".") + "." + hint, exc.exit_code)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            _fail("interrupted", 130)
+        sys.exit(code if isinstance(code, int) else 0)  # an int is the status of --help, --version
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kingpost")
 @click.option("--log-level", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]), help="How much to log on stderr.")
@@ -161,7 +188,7 @@ def check(directory: Path) -> None:
         echo("secrets       " + ", ".join(cfg.secrets))
     if report.examples:
         echo("examples      " + ", ".join(report.examples))
-    if report.missing:
+    if report.missing and report.error is None:  # else the error says what is missing
         names = ", ".join(r.line for r in report.missing)
         echo(f"warning: requirements not satisfied in this environment: {names} "
              "(install them, or use --isolated)", err=True)
