@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from kingpost.bundle import Bundle
-    from kingpost.frameworks import create
     from kingpost.errors import (
         BundleError,
         ConfigError,
@@ -62,6 +61,7 @@ if TYPE_CHECKING:
         QueueFullError,
         RequestError,
     )
+    from kingpost.frameworks import create
 
 
 def load(directory: str | Path, *, secrets_dir: str | Path | None = None) -> Bundle:

@@ -102,7 +102,8 @@ class Bundle:
         return examples[example]
 
     def _started(self) -> Runtime:
-        return _LOOP.call(self._astarted())
+        runtime: Runtime = _LOOP.call(self._astarted())
+        return runtime
 
     async def _astarted(self) -> Runtime:
         with self._start_lock:

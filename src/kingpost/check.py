@@ -84,7 +84,7 @@ def _pyproject_dependencies(file: Path) -> list[str]:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+        import tomli as tomllib  # type: ignore[no-redef,unused-ignore]
     from kingpost.errors import ConfigError
 
     try:

@@ -117,9 +117,14 @@ def predict(directory: Path, data: str | None, file: Path | None, example: str |
     if example is not None:
         result = bundle.predict(example=example)
     else:
+        source = "-d" if data is not None else "stdin" if str(file) == "-" else str(file)
         body = sys.stdin.buffer.read() if str(file) == "-" else (
             file.read_bytes() if file is not None else (data or "").encode())
-        result = bundle.predict(decode_json(body))
+        try:
+            model_input = decode_json(body)
+        except KingpostError as exc:
+            _fail(f"{source}: {str(exc).replace('the request body', 'the input')}")
+        result = bundle.predict(model_input)
     out = sys.stdout.buffer
     if bundle.streams:
         for chunk in result:

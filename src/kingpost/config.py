@@ -205,7 +205,7 @@ def _resources(r: _Reader) -> Resources:
     return Resources(
         cpu=None if cpu is None else str(cpu),
         memory=None if memory is None else str(memory),
-        use_gpu=r.bool("use_gpu", False) or accelerator is not None,
+        use_gpu=r.boolean("use_gpu", False) or accelerator is not None,
         accelerator=accelerator,
     )
 
@@ -217,16 +217,16 @@ def _runtime(r: _Reader) -> RuntimeConfig:
     if batching_raw:
         b = _Reader(r.path, batching_raw, "runtime.batching.")
         b.warn_unknown({"max_batch_size", "max_wait_ms"})
-        batching = Batching(max_batch_size=b.int("max_batch_size", 8, minimum=1),
+        batching = Batching(max_batch_size=b.integer("max_batch_size", 8, minimum=1),
                             max_wait_ms=b.number("max_wait_ms", 10, minimum=0))
     return RuntimeConfig(
-        predict_concurrency=r.int("predict_concurrency", 1, minimum=1),
+        predict_concurrency=r.integer("predict_concurrency", 1, minimum=1),
         streaming_read_timeout=r.number("streaming_read_timeout", 60, minimum=0),
         batching=batching,
         max_queue=r.opt_int("max_queue", minimum=1),
         request_timeout_s=r.opt_number("request_timeout_s"),
-        max_request_bytes=r.int("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES, minimum=1),
-        workers=r.int("workers", 1, minimum=1),
+        max_request_bytes=r.integer("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES, minimum=1),
+        workers=r.integer("workers", 1, minimum=1),
         ray=r.mapping("ray"),
     )
 
@@ -273,20 +273,20 @@ class _Reader:
             raise ConfigError(self.path, self.prefix + key, "a mapping of keys to values", _kind(value))
         return value
 
-    def bool(self, key: str, default: bool) -> bool:
+    def boolean(self, key: str, default: bool) -> bool:
         value = self.data.get(key, default)
         if not isinstance(value, bool):
             raise self.fail(key, "true or false")
         return value
 
-    def int(self, key: str, default: int, *, minimum: int) -> int:
+    def integer(self, key: str, default: int, *, minimum: int) -> int:
         value = self.data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise self.fail(key, f"an integer >= {minimum}")
         return value
 
     def opt_int(self, key: str, *, minimum: int) -> int | None:
-        return None if self.data.get(key) is None else self.int(key, 0, minimum=minimum)
+        return None if self.data.get(key) is None else self.integer(key, 0, minimum=minimum)
 
     def number(self, key: str, default: float, *, minimum: float) -> float:
         value = self.data.get(key, default)

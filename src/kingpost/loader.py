@@ -154,7 +154,7 @@ def _extend_sys_path(root: Path, config: Config) -> None:
 
 def _import_module(root: Path, config: Config, file: Path) -> ModuleType:
     model_dir = file.parent
-    package = "kingpost_bundle_" + hashlib.sha1(str(model_dir.resolve()).encode()).hexdigest()[:12]
+    package = "kingpost_bundle_" + hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()[:12]
     module_name = f"{package}.{file.stem}"
     with _IMPORT_LOCK:
         if module_name in sys.modules:
@@ -171,7 +171,7 @@ def _import_module(root: Path, config: Config, file: Path) -> ModuleType:
         sys.modules[package] = pkg
         sys.modules[alias] = pkg
         try:
-            if pkg_spec.loader is not None:
+            if pkg_spec is not None and pkg_spec.loader is not None:
                 pkg_spec.loader.exec_module(pkg)
             spec = importlib.util.spec_from_file_location(module_name, file)
             assert spec is not None and spec.loader is not None

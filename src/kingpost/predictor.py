@@ -94,10 +94,10 @@ def batch_outputs(inputs: int, outputs: Any) -> Sequence[Any]:
     if not isinstance(outputs, (Sequence, *_array_like())) or isinstance(outputs, str | bytes):
         raise ModelError("predict", f"batched predict must return a list of {inputs} outputs, "
                                     f"returned a {type(outputs).__name__}")
-    if len(outputs) != inputs:
-        raise ModelError("predict", f"batched predict returned {len(outputs)} outputs for a batch of "
+    if len(outputs) != inputs:  # type: ignore[arg-type]
+        raise ModelError("predict", f"batched predict returned {len(outputs)} outputs for a batch of "  # type: ignore[arg-type]
                                     f"{inputs} inputs; it must return one output per input, in order")
-    return outputs  # type: ignore[no-any-return]
+    return outputs  # type: ignore[return-value]
 
 
 def _array_like() -> tuple[type, ...]:

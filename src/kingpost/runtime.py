@@ -58,9 +58,9 @@ class Runtime:
         self.state = State.LOADING
         try:
             hooks = await loop.run_in_executor(None, self._build)
-            load = hooks.hook("load")
+            load = getattr(hooks.instance, "load", None) if "load" in hooks.spec.kinds else None
             if load is not None and hooks.spec.kinds["load"] is HookKind.ASYNC:
-                await self._run_load(load, hooks, async_=True)
+                await self._run_load(load, hooks)
             elif load is not None:
                 await loop.run_in_executor(None, self._run_load_sync, load, hooks)
             self._wire(hooks)
@@ -153,7 +153,7 @@ class Runtime:
         except Exception as exc:
             raise self._load_error(hooks, exc) from exc
 
-    async def _run_load(self, load: Callable[[], Any], hooks: loader.ModelHooks, *, async_: bool) -> None:
+    async def _run_load(self, load: Callable[[], Any], hooks: loader.ModelHooks) -> None:
         try:
             await load()
         except Exception as exc:
@@ -181,7 +181,7 @@ class Runtime:
         if fn is None:
             return None
         if name == "is_healthy":
-            raw = fn
+            raw: Callable[[], Any] = fn  # type: ignore[assignment]
             fn = lambda _unused: raw()  # noqa: E731 - same one-argument shape as the other hooks
         histogram = self.stats.stages.get(name) if timed else None
         loop = self._loop
