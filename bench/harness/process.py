@@ -56,10 +56,15 @@ def core_busy_seconds(core: int) -> float:
     raise RuntimeError(f"no cpu{core} in /proc/stat")
 
 
-class ServerProcess:
-    """One server: its own session (so stop() reaches every child), pinned with taskset."""
+def pinned(core: int, nice: int = 0) -> list[str]:
+    """Command prefix that runs a command (and its children) on one core, at a nice level."""
+    return ["taskset", "-c", str(core)] + (["nice", "-n", str(nice)] if nice else [])
 
-    def __init__(self, name: str, launch: Launch, log_path: Path, core: int) -> None:
+
+class ServerProcess:
+    """One server in its own session (so stop() reaches every child), started under prefix."""
+
+    def __init__(self, name: str, launch: Launch, log_path: Path, prefix: list[str]) -> None:
         self.name = name
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +72,7 @@ class ServerProcess:
         env.pop("VIRTUAL_ENV", None)
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                ["taskset", "-c", str(core), *launch.argv],
+                [*prefix, *launch.argv],
                 cwd=launch.cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,

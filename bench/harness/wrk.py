@@ -52,11 +52,10 @@ def write_script(directory: Path, name: str, payload: Any) -> Path:
     return path
 
 
-def run(url: str, script: Path, connections: int, seconds: int, core: int) -> WrkResult:
+def run(url: str, script: Path, connections: int, seconds: int, prefix: list[str]) -> WrkResult:
+    """prefix pins wrk to its core (process.pinned)."""
     argv = [
-        "taskset",
-        "-c",
-        str(core),
+        *prefix,
         "wrk",
         "-t1",
         f"-c{connections}",
