@@ -1,0 +1,94 @@
+"""The Ray Serve replica: one kingpost runtime behind kingpost's own ASGI app.
+
+Imported only on Ray workers and by :mod:`kingpost.deploy.ray` once Ray was found: the one module
+of kingpost that imports ``ray`` at the top, so that Serve pickles the class by reference.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+
+from kingpost.config import load_config
+from kingpost.errors import NotReadyError
+from kingpost.runtime import Runtime
+
+
+@serve.ingress()
+class KingpostReplica:
+    """Loads the bundle once; Serve routes nothing to a replica before ``__init__`` returns.
+
+    ``bundle_zip``, when given, holds the bundle's files: they are unpacked into a directory of this
+    replica's own, named like ``bundle_dir``, and removed when the replica stops.
+    """
+
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async constructor
+        self, bundle_dir: str, bundle_zip: bytes | None = None, secrets_dir: str | None = None
+    ) -> None:
+        self._unpacked: str | None = None
+        root = Path(bundle_dir)
+        if bundle_zip is not None:
+            self._unpacked = tempfile.mkdtemp(prefix="kingpost-ray-")
+            root = Path(self._unpacked) / root.name
+            with zipfile.ZipFile(io.BytesIO(bundle_zip)) as archive:
+                archive.extractall(root)
+        self._runtime = Runtime(root, load_config(root), secrets_dir=secrets_dir)
+        await self._runtime.start()
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from kingpost.server.app import App
+
+        # The model is loaded already; App's lifespan shutdown stops the runtime.
+        return _without_root_path(App(self._runtime, access_log=False))
+
+    async def check_health(self) -> None:
+        """Serve's periodic health check: Serve replaces a replica that fails it."""
+        if not await self._runtime.is_healthy():
+            raise NotReadyError(f"{self._runtime.name}: the model reports itself unhealthy.")
+
+    async def predict(self, model_input: Any) -> Any:
+        """For a DeploymentHandle: ``await handle.predict.remote(x)`` (a model that does not stream)."""
+        output = await self._runtime.predict(model_input)
+        if self._runtime.streams:
+            await output.aclose()
+            raise TypeError(f"{self._runtime.name} streams its output: call "
+                            "handle.options(stream=True).stream.remote(x) instead of predict.")
+        return output
+
+    async def stream(self, model_input: Any) -> AsyncIterator[Any]:
+        """For a DeploymentHandle: ``handle.options(stream=True).stream.remote(x)`` yields chunks.
+
+        A model that does not stream yields its whole output as one chunk.
+        """
+        output = await self._runtime.predict(model_input)
+        if not self._runtime.streams:
+            yield output
+            return
+        try:
+            async for chunk in output:
+                yield chunk
+        finally:
+            await output.aclose()
+
+    async def __del__(self) -> None:
+        if self._unpacked is not None:
+            shutil.rmtree(self._unpacked, ignore_errors=True)
+
+
+def _without_root_path(app: Any) -> Any:
+    """Serve hands an app mounted at a route prefix the full path and the prefix as root_path."""
+
+    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        root = scope.get("root_path")
+        if root and scope["type"] == "http" and scope["path"].startswith(root):
+            scope = {**scope, "path": scope["path"][len(root):] or "/"}
+        await app(scope, receive, send)
+
+    return asgi

@@ -1,0 +1,310 @@
+"""Ray Serve: resources and runtime.ray become Serve options; a real local cluster serves a bundle.
+
+The cluster test runs a driver (this file, ``python tests/test_ray.py --driver OUT``) inside a
+private network namespace (``unshare -rn``): Ray's replicas open ports on every interface, so the
+namespace keeps them off the machine's network. The driver deploys ``ray_probe`` on 2 replicas,
+sends 200 concurrent requests, adds ``ray_stream`` as a second application (one logical GPU),
+streams from it, stops everything with SIGINT and writes what it saw as JSON; the test asserts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).parent
+BUNDLES = HERE / "bundles"
+PORT = 8000
+REQUESTS = 200
+
+
+# -- options, no Ray needed -------------------------------------------------------------------
+
+
+def _config(tmp_path: Path, text: str) -> Any:
+    from kingpost.config import load_config
+
+    (tmp_path / "config.yaml").write_text(text)
+    return load_config(tmp_path)
+
+
+def test_resources_become_ray_resources(tmp_path: Path) -> None:
+    from kingpost.deploy._ray_options import DEFAULT_MAX_ONGOING_REQUESTS, deployment_options
+
+    config = _config(tmp_path, "resources:\n  cpu: 500m\n  accelerator: A10G:2\n")
+    assert deployment_options(config) == {
+        "ray_actor_options": {"num_cpus": 0.5, "num_gpus": 2},
+        "max_ongoing_requests": DEFAULT_MAX_ONGOING_REQUESTS,
+    }
+    config = _config(tmp_path, "resources:\n  cpu: '2'\n  use_gpu: true\n")
+    assert deployment_options(config)["ray_actor_options"] == {"num_cpus": 2.0, "num_gpus": 1}
+
+
+def test_runtime_ray_holds_defaults_and_arguments_override_them(tmp_path: Path) -> None:
+    from kingpost.deploy._ray_options import deployment_options
+
+    config = _config(tmp_path, "runtime:\n  ray:\n"
+                               "    autoscaling_config: {max_replicas: 3, target_ongoing_requests: 8}\n"
+                               "    max_ongoing_requests: 10\n    ray_actor_options: {num_cpus: 3}\n")
+    assert deployment_options(config) == {
+        "autoscaling_config": {"max_replicas": 3, "target_ongoing_requests": 8},
+        "max_ongoing_requests": 10, "ray_actor_options": {"num_cpus": 3},
+    }
+    fixed = deployment_options(config, num_replicas=2, max_ongoing_requests=4)
+    assert fixed["num_replicas"] == 2 and "autoscaling_config" not in fixed and fixed["max_ongoing_requests"] == 4
+    scaled = deployment_options(config, autoscaling={"min_replicas": 1, "max_replicas": 5})
+    assert scaled["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 5, "target_ongoing_requests": 8}
+
+
+def test_max_ongoing_requests_leaves_room_for_batches_and_the_queue(tmp_path: Path) -> None:
+    from kingpost.deploy._ray_options import deployment_options
+
+    config = _config(tmp_path, "runtime:\n  batching: {max_batch_size: 40}\n")
+    assert deployment_options(config)["max_ongoing_requests"] == 80
+    config = _config(tmp_path, "runtime:\n  max_queue: 100\n  predict_concurrency: 2\n")
+    assert deployment_options(config)["max_ongoing_requests"] == 102
+
+
+@pytest.mark.parametrize(("ray", "message"), [
+    ("num_replicas: two", "runtime.ray.num_replicas: expected an integer >= 1, found 'two'."),
+    ("autoscaling_config: 4", "runtime.ray.autoscaling_config: expected a mapping of keys to values, found 4."),
+    ("{num_replicas: 2, autoscaling_config: {max_replicas: 3}}",
+     "runtime.ray: expected num_replicas or autoscaling_config, not both, found <both>."),
+])
+def test_bad_runtime_ray_is_one_sentence(tmp_path: Path, ray: str, message: str) -> None:
+    from kingpost.deploy._ray_options import deployment_options
+    from kingpost.errors import ConfigError
+
+    config = _config(tmp_path, f"runtime:\n  ray: {ray}\n" if ray.startswith("{") else f"runtime:\n  ray:\n    {ray}\n")
+    with pytest.raises(ConfigError) as info:
+        deployment_options(config)
+    assert str(info.value) == f"{tmp_path / 'config.yaml'}: {message}"
+
+
+def test_parse_autoscale() -> None:
+    from kingpost.deploy._ray_options import parse_autoscale
+
+    assert parse_autoscale("1:4") == {"min_replicas": 1, "max_replicas": 4}
+    assert parse_autoscale("0:2") == {"min_replicas": 0, "max_replicas": 2}
+    for bad in ("4", "4:1", "a:b", "0:0"):
+        with pytest.raises(ValueError, match="expected MIN:MAX"):
+            parse_autoscale(bad)
+
+
+def test_without_ray_the_cli_names_the_install_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from kingpost.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    result = CliRunner().invoke(main, ["ray", str(BUNDLES / "ray_probe")])
+    assert result.exit_code == 1
+    assert result.output == 'error: Ray Serve is not installed; install it with: pip install "kingpost[ray]"\n'
+
+
+# -- a real cluster -----------------------------------------------------------------------------
+
+
+def _can_unshare() -> bool:
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return False
+    return subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                    reason='needs Ray Serve: pip install "kingpost[ray]"')
+@pytest.mark.skipif(not _can_unshare(), reason="needs unshare -rn (a private network namespace) and ip")
+def test_two_replicas_serve_200_concurrent_requests_and_stop_clean(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    log = tmp_path / "driver.log"
+    command = ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+               sys.executable, str(Path(__file__).resolve()), "--driver", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
+    start = time.monotonic()
+    try:
+        with log.open("wb") as sink:
+            code = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, env=env, timeout=200).returncode
+    finally:
+        leftover = _kill_leftovers(tmp_path / "pids.json")
+    elapsed = time.monotonic() - start
+    tail = log.read_text(errors="replace")[-6000:]
+    assert code == 0 and out.exists(), f"driver exited {code}:\n{tail}"
+    seen = json.loads(out.read_text())
+    assert "error" not in seen, seen["error"] + "\n" + tail
+    print(f"\nray test: ready after {seen['ready_s']:.1f} s, whole run {elapsed:.1f} s")
+
+    # every answer is the one asked for, in JSON and in msgpack
+    answers = seen["answers"]
+    assert len(answers) == REQUESTS
+    for tag, (status, body) in answers.items():
+        assert status == 200, (tag, status, body)
+        assert body["tag"] == int(tag)
+    # both replicas served, each loaded once and never let two callers into predict
+    pids = {body["pid"] for _, body in answers.values()}
+    assert len(pids) == 2, pids
+    assert all(body["loads"] == 1 for _, body in answers.values())
+    assert max(body["max_in_predict"] for _, body in answers.values()) == 1
+    assert max(body["max_in_preprocess"] for _, body in answers.values()) > 1  # requests did overlap
+    # the rest of kingpost serve's surface
+    assert seen["liveness"] == 200 and seen["readiness"] == 200
+    assert seen["bad_json"][0] == 400 and set(seen["bad_json"][1]) == {"error"}
+    assert seen["handle"] == {"tag": -1, "pid": seen["handle"]["pid"], "loads": 1,
+                              "max_in_predict": 1, "max_in_preprocess": seen["handle"]["max_in_preprocess"]}
+    # a second bundle in the same cluster: a logical GPU, a route prefix, a stream that trickles
+    first, *rest = seen["stream"]
+    assert json.loads(first["text"]) == {"cuda_visible_devices": "0"}
+    assert [c["text"] for c in rest] == ["chunk 0\n", "chunk 1\n", "chunk 2\n"]
+    assert rest[-1]["at"] - first["at"] > 1.0, seen["stream"]  # the first chunk came before the end
+    assert seen["handle_stream"] == [seen["stream"][0]["text"], "chunk 0\n"]
+    # and nothing of Ray is left
+    assert seen["ray_processes"] >= 3 and {"raylet", "gcs_server"} <= set(seen["ray_names"])
+    assert seen["left_after_close"] == [] and leftover == []
+
+
+def _kill_leftovers(pids_file: Path) -> list[str]:
+    """Kill whatever the driver's cluster left running; return what was still there."""
+    if not pids_file.exists():
+        return []
+    alive = [(pid, name) for pid, name in json.loads(pids_file.read_text()) if _alive(pid)]
+    for pid, _ in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return [f"{name} ({pid})" for pid, name in alive]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+# -- the driver, run inside the namespace ----------------------------------------------------
+
+
+def _descendants() -> dict[int, str]:
+    """This process's descendants: pid -> name."""
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            name, _, rest = stat.partition(" (")[2].rpartition(") ")
+            parents[int(entry.name)] = int(rest.split()[1])
+            names[int(entry.name)] = name
+    found: dict[int, str] = {}
+    frontier = [os.getpid()]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found:
+                found[pid] = names[pid]
+                frontier.append(pid)
+    return found
+
+
+def _drive(out: Path) -> None:
+    import threading
+    import traceback
+
+    from kingpost.deploy import ray as kingpost_ray
+
+    seen: dict[str, Any] = {}
+    start = time.monotonic()
+    deployment = kingpost_ray.deploy(BUNDLES / "ray_probe", port=PORT, num_replicas=2,
+                                     init_options={"num_cpus": 4, "num_gpus": 1})
+    seen["ready_s"] = time.monotonic() - start
+    processes = _descendants()
+    (out.parent / "pids.json").write_text(json.dumps(sorted(processes.items())))
+
+    def client() -> None:
+        try:
+            import asyncio
+
+            asyncio.run(_exercise(deployment.url, seen))
+        except BaseException:  # reported to the test
+            seen["error"] = traceback.format_exc()
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=client)
+    try:
+        thread.start()
+        deployment.wait()
+    except KeyboardInterrupt:  # the signal came before wait() listened for it
+        pass
+    finally:
+        thread.join()
+        deployment.close()
+    deadline = time.monotonic() + 20
+    while [pid for pid in processes if _alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (out.parent / "pids.json").write_text(json.dumps(sorted(processes.items())))
+    seen["ray_processes"] = len(processes)
+    seen["ray_names"] = sorted(set(processes.values()))
+    seen["left_after_close"] = [f"{name} ({pid})" for pid, name in processes.items() if _alive(pid)]
+    out.write_text(json.dumps(seen))
+
+
+async def _exercise(url: str, seen: dict[str, Any]) -> None:
+    import asyncio
+
+    import httpx
+    import msgpack
+    from ray import serve
+
+    from kingpost.deploy import ray as kingpost_ray
+
+    predict = f"{url}/v1/models/model:predict"
+    limits = httpx.Limits(max_connections=REQUESTS)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        seen["liveness"] = (await http.get(f"{url}/")).status_code
+        seen["readiness"] = (await http.get(f"{url}/v1/models/model")).status_code
+
+        async def ask(tag: int) -> tuple[str, tuple[int, Any]]:
+            if tag % 2:
+                reply = await http.post(predict, content=msgpack.packb({"tag": tag}),
+                                        headers={"content-type": "application/msgpack"})
+                return str(tag), (reply.status_code, msgpack.unpackb(reply.content))
+            reply = await http.post(predict, json={"tag": tag})
+            return str(tag), (reply.status_code, reply.json())
+
+        seen["answers"] = dict(await asyncio.gather(*(ask(tag) for tag in range(REQUESTS))))
+        reply = await http.post(predict, content=b"{not json", headers={"content-type": "application/json"})
+        seen["bad_json"] = [reply.status_code, reply.json()]
+
+        handle = serve.get_app_handle("ray-probe")
+        seen["handle"] = await handle.predict.remote({"tag": -1})
+
+        serve.run(kingpost_ray.application(BUNDLES / "ray_stream"), name="ray-stream", route_prefix="/stream")
+        chunks = []
+        begun = time.monotonic()
+        async with http.stream("POST", f"{url}/stream/v1/models/model:predict", json={"chunks": 3}) as reply:
+            assert reply.status_code == 200, await reply.aread()
+            async for text in reply.aiter_text():
+                chunks.append({"text": text, "at": time.monotonic() - begun})
+        seen["stream"] = chunks
+        streamer = serve.get_app_handle("ray-stream").options(stream=True)
+        seen["handle_stream"] = [chunk async for chunk in streamer.stream.remote({"chunks": 1})]
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--driver"]:
+    _drive(Path(sys.argv[2]))
