@@ -1,0 +1,89 @@
+"""A generator predict over HTTP: chunked by default, SSE on request, gathered for plain JSON.
+
+tests/bundles/server_stream yields its first chunk, then blocks on a gate file that the test
+creates only after it has read that chunk: the first chunk provably left the server before the
+generator ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import bundle_path
+from serving import Server, serving
+
+pytestmark = pytest.mark.timeout(60)
+
+PREDICT = "/v1/models/model:predict"
+
+
+@pytest.fixture(scope="module")
+def stream_server() -> Iterator[Server]:
+    with serving(bundle_path("server_stream")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(stream_server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stream_server.url, timeout=30) as client:
+        yield client
+
+
+def test_first_chunk_arrives_before_the_generator_ends(client: httpx.Client, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    payload = {"chunks": ["Hello", ", ", "world"], "gate": str(gate)}
+    with client.stream("POST", PREDICT, json=payload) as response:
+        assert response.status_code == 200
+        assert response.headers["transfer-encoding"] == "chunked"
+        assert "content-length" not in response.headers
+        parts = response.iter_raw()
+        assert next(parts) == b"Hello"  # the generator is still blocked on the gate
+        gate.touch()
+        rest = b"".join(parts)
+    assert rest == b", world"
+
+
+def test_accept_json_gathers_the_chunks_into_one_answer(client: httpx.Client) -> None:
+    response = client.post(PREDICT, json={"chunks": ["a", "b", "c"]}, headers={"accept": "application/json"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == "abc"
+
+
+def test_accept_event_stream_gives_sse_frames(client: httpx.Client, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    payload = {"chunks": ["one", "two\nlines", "three"], "gate": str(gate)}
+    with client.stream("POST", PREDICT, json=payload, headers={"accept": "text/event-stream"}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        parts = response.iter_raw()
+        assert next(parts) == b"data: one\n\n"
+        gate.touch()
+        rest = b"".join(parts)
+    assert rest == b"data: two\ndata: lines\n\ndata: three\n\n"
+
+
+@pytest.mark.parametrize("accept", [None, "text/event-stream", "application/json"])
+def test_an_error_before_the_first_chunk_is_a_proper_500(client: httpx.Client, accept: str | None) -> None:
+    headers = {"accept": accept} if accept else {}
+    response = client.post(PREDICT, json={"chunks": ["x"], "fail": "before"}, headers=headers)
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert "predict" in error and "tokenizer" not in error
+    assert client.post(PREDICT, json={"chunks": ["still", " up"]}).content == b"still up"
+
+
+def test_an_error_mid_stream_ends_the_stream_with_an_sse_error_event(client: httpx.Client) -> None:
+    response = client.post(PREDICT, json={"chunks": ["x", "never"], "fail": "after"},
+                           headers={"accept": "text/event-stream"})
+    assert response.status_code == 200  # the status line left with the first chunk
+    frames = response.content.split(b"\n\n")
+    assert frames[0] == b"data: x"
+    assert frames[1].startswith(b"event: error\ndata: ") and b"decoder" not in frames[1]
+    assert b"never" not in response.content
+    assert client.post(PREDICT, json={"chunks": ["still", " up"]}).content == b"still up"
