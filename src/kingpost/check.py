@@ -18,6 +18,7 @@ class Requirement:
     line: str
     installed: str | None  # the installed version, None when missing
     satisfied: bool
+    applies: bool = True  # False when its environment marker excludes this platform
 
 
 @dataclass
@@ -97,19 +98,30 @@ def _pyproject_dependencies(file: Path) -> list[str]:
     return deps
 
 
+# Distributions that install the same importable package under another name.
+_ALSO_PROVIDED_BY = {"xgboost": ("xgboost-cpu",), "onnxruntime": ("onnxruntime-gpu",),
+                     "opencv-python": ("opencv-python-headless",)}
+
+
 def _requirement(line: str) -> Requirement:
-    name = loader.requirement_name(line)
+    from packaging.requirements import InvalidRequirement
+    from packaging.requirements import Requirement as Parsed
+
     try:
-        version = metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return Requirement(line, None, False)
-    try:
-        from packaging.requirements import InvalidRequirement
-        from packaging.requirements import Requirement as Parsed
-    except ModuleNotFoundError:  # pragma: no cover - packaging is a core dependency
-        return Requirement(line, version, True)
-    try:
-        satisfied = Parsed(line).specifier.contains(version, prereleases=True)
+        parsed: Parsed | None = Parsed(line)
     except InvalidRequirement:
-        satisfied = True  # a URL or VCS line: installed under that name is all we can tell
+        parsed = None  # a URL or VCS line: installed under that name is all we can tell
+    if parsed is not None and parsed.marker is not None and not parsed.marker.evaluate():
+        return Requirement(line, None, True, applies=False)
+    name = loader.requirement_name(line)
+    version = None
+    for dist in (name, *_ALSO_PROVIDED_BY.get(name, ())):
+        try:
+            version = metadata.version(dist)
+            break
+        except metadata.PackageNotFoundError:
+            continue
+    if version is None:
+        return Requirement(line, None, False)
+    satisfied = parsed is None or parsed.specifier.contains(version, prereleases=True)
     return Requirement(line, version, satisfied)

@@ -186,7 +186,7 @@ def check(directory: Path) -> None:
     for name, size in report.data_files:
         echo(f"data          {name}  ({_size(size)})")
     for req in report.requirements:
-        state = f"installed {req.installed}" if req.satisfied else (
+        state = "not for this platform" if not req.applies else f"installed {req.installed}" if req.satisfied else (
             f"installed {req.installed}, does not match" if req.installed else "NOT INSTALLED")
         echo(f"requirement   {req.line}  ({state})")
     if cfg.secrets:
