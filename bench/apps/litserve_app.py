@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers-per-device", type=int, default=1)
+    parser.add_argument("--fast-queue", action="store_true", help="ZeroMQ between the processes")
     args = parser.parse_args()
 
     api_class, api_kwargs = APIS[args.case]
@@ -103,6 +104,7 @@ def main() -> None:
         accelerator="cpu",
         workers_per_device=args.workers_per_device,
         timeout=60,
+        fast_queue=args.fast_queue,
     )
     # log_level "warning" (LitServe's documented production setting) turns off uvicorn's
     # per-request access log; num_api_servers defaults to one per inference worker.

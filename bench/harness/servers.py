@@ -150,18 +150,21 @@ def _truss_launch(case: Case, port: int) -> Launch:
 # --- LitServe -------------------------------------------------------------------------------
 
 
-def litserve(name: str = "litserve", note: str = "") -> Server:
+def litserve(name: str = "litserve", note: str = "", extra: tuple[str, ...] = (), app: str = "") -> Server:
+    app = app or name  # the key of case.apps naming the LitAPI
+
     def launch(case: Case, port: int) -> Launch:
         return Launch(
             [
                 str(venv_python("litserve")),
                 str(APPS / "litserve_app.py"),
                 "--case",
-                case.apps[name],
+                case.apps[app],
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(port),
+                *extra,
                 *case.server_args.get(name, ()),
             ]
         )
@@ -173,7 +176,7 @@ def litserve(name: str = "litserve", note: str = "") -> Server:
         "/predict",
         "/health",
         launch,
-        _app_check(name, venv_python("litserve")),
+        _app_check(app, venv_python("litserve")),
     )
 
 
@@ -200,6 +203,7 @@ SERVERS: dict[str, Server] = {
         ),
         litserve(note="; pipeline with enable_async=True"),
         litserve("litserve-sync", "; pipeline as a plain sync LitAPI (no enable_async)"),
+        litserve("litserve-zmq", "; fast_queue=True (ZeroMQ)", ("--fast-queue",), app="litserve"),
     ]
 }
 DEFAULT_SERVERS = ("kingpost", "bare", "truss", "litserve")
