@@ -11,7 +11,9 @@ The runtime knows nothing of HTTP or Ray: it raises the domain errors of :mod:`k
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -57,12 +59,12 @@ class Runtime:
         self._loop = loop = asyncio.get_running_loop()
         self.state = State.LOADING
         try:
-            hooks = await loop.run_in_executor(None, self._build)
+            hooks = await _on_daemon_thread(loop, self._build)
             load = getattr(hooks.instance, "load", None) if "load" in hooks.spec.kinds else None
             if load is not None and hooks.spec.kinds["load"] is HookKind.ASYNC:
                 await self._run_load(load, hooks)
             elif load is not None:
-                await loop.run_in_executor(None, self._run_load_sync, load, hooks)
+                await _on_daemon_thread(loop, self._run_load_sync, load, hooks)
             self._wire(hooks)
         except ModelLoadError as exc:
             self.state, self.failure = State.FAILED, str(exc)
@@ -221,6 +223,30 @@ class Runtime:
         if self.state is State.FAILED:
             return f"the model failed to load: {self.failure}"
         return f"the model is {self.state.value}; retry shortly."
+
+
+def _on_daemon_thread(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    """Run user code (import, ``__init__``, ``load``) on a daemon thread of its own.
+
+    Not the loop's default executor: its threads are joined when the loop and the interpreter
+    shut down, so a server told to stop (SIGTERM) while load() downloads weights would hang until
+    load() returned.
+    """
+    future = loop.create_future()
+
+    def run() -> None:
+        settle: Callable[[asyncio.Future[Any], Any], None]
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting start()
+            settle, value = _set_exception, exc
+        else:
+            settle, value = _set_result, result
+        with contextlib.suppress(RuntimeError):  # the loop is closed: no one is waiting any more
+            loop.call_soon_threadsafe(settle, future, value)
+
+    threading.Thread(target=run, name="kingpost-load", daemon=True).start()
+    return future
 
 
 def _set_result(future: asyncio.Future[Any], value: Any) -> None:
