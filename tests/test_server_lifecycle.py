@@ -93,6 +93,18 @@ def test_a_load_failure_exits_non_zero_with_the_reason(serve: Callable[..., Serv
     assert "FileNotFoundError: weights.bin is missing from data/" in stderr
 
 
+def test_sigterm_while_loading_exits_without_waiting_for_load(serve: Callable[..., Server],
+                                                              copy_bundle: Callable[..., Path], tmp_path: Path) -> None:
+    # load() waits for a gate that never opens (its own safety net is 60 s): a stop request must
+    # not wait for it, as it would not wait for a model downloading its weights.
+    gate, sick = tmp_path / "gate", tmp_path / "sick"
+    server = serve(copy_bundle("server_gated_load", model_metadata={"gate": str(gate), "sick": str(sick)}),
+                   wait="live")
+    assert server.get(READY).status_code == 503
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=20) == 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_drains_the_request_in_flight_then_exits_0(serve: Callable[..., Server], tmp_path: Path,
                                                            sig: int) -> None:
