@@ -37,6 +37,7 @@ access_logger = logging.getLogger("kingpost.access")
 
 _JSON = b"application/json"
 _MSGPACK = b"application/msgpack"
+_OCTET = b"application/octet-stream"
 _OK = b'{"status":"ok"}'
 
 
@@ -149,7 +150,10 @@ class App:
             if self.runtime.streams:
                 await self._stream(send, result, accept, watcher)
             elif binary:
-                await _respond(send, 200, codecs.encode_msgpack(result), _MSGPACK)
+                # Truss answers msgpack as application/octet-stream; its clients may check for that type.
+                octet = content_type is not None and content_type.partition(b";")[0].strip().lower() == _OCTET
+                media = _OCTET if octet else _MSGPACK
+                await _respond(send, 200, codecs.encode_msgpack(result), media)
             else:
                 await _respond(send, 200, codecs.encode_json(result), _JSON)
         except _Gone:
