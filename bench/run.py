@@ -12,11 +12,10 @@ across servers; each figure is the median of the rounds. See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import shutil
-import socket
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,17 +25,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import report, truss_context, wrk
+from harness import report, session, truss_context, wrk
 from harness.cases import CASES, Case
 from harness.paths import DEV_PYTHON, REPO, RESULTS, venv_python
-from harness.process import ServerProcess, core_busy_seconds, pinned, post_json
+from harness.process import pinned
 from harness.servers import DEFAULT_SERVERS, SERVERS
 
 IN_NETNS_ENV = "KINGPOST_BENCH_IN_NETNS"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+log = session.log
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -84,17 +80,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.levels = [int(c) for c in args.concurrency.split(",")]
     if args.nice < 0 and os.geteuid() != 0:
         p.error("--nice below 0 needs root")
-    args.server_prefix = pinned(args.server_core, args.nice)
-    args.wrk_prefix = pinned(args.wrk_core, args.nice)
     if args.rounds < 1 or args.duration < 1:
         p.error("--rounds and --duration must be >= 1")
     return args
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def prepare_truss(cases: list[Case]) -> None:
@@ -144,93 +132,6 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-def start_servers(case: Case, names: list[str], args, logdir: Path, skipped: dict) -> list:
-    in_netns = os.environ.get(IN_NETNS_ENV) == "1"
-    started = []
-    for name in names:
-        server = SERVERS[name]
-        reason = server.unavailable(case, in_netns)
-        if reason:
-            skipped[f"{case.name}/{name}"] = reason
-            log(f"[{case.name}] skip {name}: {reason}")
-            continue
-        port = free_port()
-        proc = ServerProcess(name, server.launch(case, port), logdir / f"{case.name}-{name}.log", args.server_prefix)
-        started.append((server, port, proc))
-    ready = []
-    for server, port, proc in started:
-        base = f"http://127.0.0.1:{port}"
-        try:
-            t0 = time.monotonic()
-            proc.wait_ready(base + server.ready_path, timeout=180)
-            answer = post_json(base + server.predict_path, case.payload)
-            if answer != case.response:
-                raise RuntimeError(f"answered {str(answer)[:200]!r}, expected the case's response")
-            log(f"[{case.name}] {server.name} ready in {time.monotonic() - t0:.1f} s (pid {proc.pid})")
-            ready.append((server, base, proc))
-        except Exception as exc:  # a broken server is reported and skipped, the run goes on
-            skipped[f"{case.name}/{server.name}"] = f"failed to start: {exc}"
-            log(f"[{case.name}] skip {server.name}: {exc}")
-            proc.stop()
-    return ready
-
-
-def measure(case: Case, servers: list, args, script: Path) -> list[report.Round]:
-    """Interleaved rounds; all servers but the one measured are paused (SIGSTOP) throughout."""
-    rounds: list[report.Round] = []
-    freeze = not args.no_freeze
-    for _, _, proc in servers if freeze else ():
-        proc.pause()
-    for server, base, proc in servers:  # warm up: lazy imports, caches, thread pools
-        with _running(proc, freeze):
-            wrk.run(base + server.predict_path, script, 16, 1, args.wrk_prefix)
-    for conc in args.levels:
-        for r in range(args.rounds):
-            shift = r % len(servers)  # interleave, and rotate who goes first
-            for server, base, proc in servers[shift:] + servers[:shift]:
-                with _running(proc, freeze):
-                    cpu0, core0 = proc.cpu_seconds(), core_busy_seconds(args.server_core)
-                    res = wrk.run(base + server.predict_path, script, conc, args.duration, args.wrk_prefix)
-                    cpu = proc.cpu_seconds() - cpu0
-                    other = max(0.0, core_busy_seconds(args.server_core) - core0 - cpu)
-                other_pct = 100 * other / res.seconds if res.seconds else 0.0
-                cpu_us = cpu * 1e6 / res.requests if res.requests else float("nan")
-                rounds.append(
-                    report.Round(
-                        case.name,
-                        server.name,
-                        conc,
-                        r + 1,
-                        res.requests,
-                        res.errors,
-                        res.rps,
-                        res.p50_ms,
-                        res.p99_ms,
-                        cpu_us,
-                        other_pct,
-                    )
-                )
-                log(
-                    f"[{case.name}] c={conc:<3} round {r + 1}/{args.rounds} {server.name:<13}"
-                    f"{res.rps:9.0f} req/s  p50 {res.p50_ms:7.2f} ms  p99 {res.p99_ms:7.2f} ms"
-                    f"  {cpu_us:7.0f} µs/req  other {other_pct:3.0f}%"
-                    + (f"  errors {res.errors}" if res.errors else "")
-                )
-    return rounds
-
-
-@contextlib.contextmanager
-def _running(proc: ServerProcess, freeze: bool):
-    if freeze:
-        proc.resume()
-        time.sleep(0.1)  # let timers that fired while paused run before the clock starts
-    try:
-        yield
-    finally:
-        if freeze:
-            proc.pause()
-
-
 def bench(args) -> int:
     if shutil.which("wrk") is None:
         log("wrk is not on PATH: install it (Debian: apt-get install wrk)")
@@ -242,18 +143,28 @@ def bench(args) -> int:
     all_rounds: list[report.Round] = []
     skipped: dict[str, str] = {}
     ran: dict[str, list[str]] = {}
+    settings = session.Settings(
+        levels=args.levels,
+        rounds=args.rounds,
+        duration=args.duration,
+        server_core=args.server_core,
+        server_prefix=pinned(args.server_core, args.nice),
+        wrk_prefix=pinned(args.wrk_core, args.nice),
+        freeze=not args.no_freeze,
+        in_netns=os.environ.get(IN_NETNS_ENV) == "1",
+    )
     with tempfile.TemporaryDirectory(prefix="kingpost-bench-") as tmp:
         for case in (CASES[c] for c in args.case_list):
             names = args.server_list or list(case.servers)
             script = wrk.write_script(Path(tmp), case.name, case.payload)
-            servers = start_servers(case, names, args, logdir, skipped)
+            runs = session.start(case, names, settings, logdir, skipped)
             try:
-                if servers:
-                    ran[case.name] = [s.name for s, _, _ in servers]
-                    all_rounds += measure(case, servers, args, script)
+                if runs:
+                    all_rounds += session.measure(case, runs, settings, script, skipped)
+                    ran[case.name] = list(dict.fromkeys(r.server for r in all_rounds if r.case == case.name))
             finally:
-                for _, _, proc in servers:
-                    proc.stop()
+                for run in runs:
+                    run.proc.stop()
     summaries = report.summarize(all_rounds)
     print()
     for name in args.case_list:
@@ -261,7 +172,7 @@ def bench(args) -> int:
         if name not in ran:
             print(f"== {name}: no server could run it ==\n")
             continue
-        print(report.table(case, summaries, ran[name]))
+        print(report.table(case, summaries, ran[name], args.rounds))
         print("\n".join(report.ratio_lines(case, summaries)))
         print()
     for key, reason in skipped.items():
@@ -325,7 +236,10 @@ def main(argv: list[str]) -> int:
     # ourselves to root in a new user namespace, which is enough for `ip link set lo up`.
     unshare = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
     argv_in = [*unshare, sys.executable, str(Path(__file__).resolve()), *argv]
-    return subprocess.run(argv_in).returncode
+    child = subprocess.Popen(argv_in)
+    # Ctrl-C reaches the child too (same process group); let it stop its servers and exit.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return child.wait()
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def summarize(rounds: list[Round]) -> list[Summary]:
     ]
 
 
-def table(case: Case, rows: list[Summary], servers: list[str]) -> str:
+def table(case: Case, rows: list[Summary], servers: list[str], rounds: int) -> str:
     order = {name: i for i, name in enumerate(servers)}
     rows = sorted((r for r in rows if r.case == case.name), key=lambda r: (r.concurrency, order.get(r.server, 99)))
     head = (
@@ -72,10 +72,13 @@ def table(case: Case, rows: list[Summary], servers: list[str]) -> str:
     )
     lines = [f"== {case.name}: {case.description} ==", head, "-" * len(head)]
     for r in rows:
+        name = r.server if r.rounds >= rounds else f"{r.server}*"
         lines.append(
-            f"{r.server:<16}{r.concurrency:>5}{r.rps:>10.0f}{r.p50_ms:>9.2f}"
+            f"{name:<16}{r.concurrency:>5}{r.rps:>10.0f}{r.p50_ms:>9.2f}"
             f"{r.p99_ms:>9.2f}{r.cpu_us_per_req:>12.0f}{r.errors:>8}{r.other_pct:>9.0f}"
         )
+    if any(r.rounds < rounds for r in rows):
+        lines.append(f"* fewer than {rounds} rounds: the server failed during the run (see 'skipped')")
     noisy = [r for r in rows if r.other_pct >= NOISY_PCT]
     if noisy:
         lines.append(

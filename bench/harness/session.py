@@ -1,0 +1,139 @@
+"""One case's session: start its servers, check them, measure interleaved rounds, stop them."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import wrk
+from .cases import Case
+from .process import ServerProcess, core_busy_seconds, post_json
+from .report import Round
+from .servers import SERVERS, Server
+
+
+@dataclass
+class Settings:
+    levels: list[int]
+    rounds: int
+    duration: int
+    server_core: int
+    server_prefix: list[str]  # taskset (and nice) for the servers
+    wrk_prefix: list[str]  # the same for wrk
+    freeze: bool  # SIGSTOP the servers not being measured
+    in_netns: bool
+
+
+@dataclass
+class Running:
+    server: Server
+    base: str  # http://127.0.0.1:PORT
+    proc: ServerProcess
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(case: Case, names: list[str], settings: Settings, logdir: Path, skipped: dict[str, str]) -> list[Running]:
+    """Start every server that can run case; keep those that get ready and answer correctly."""
+    started = []
+    for name in names:
+        server = SERVERS[name]
+        reason = server.unavailable(case, settings.in_netns)
+        if reason:
+            skipped[f"{case.name}/{name}"] = reason
+            log(f"[{case.name}] skip {name}: {reason}")
+            continue
+        port = _free_port()
+        proc = ServerProcess(
+            name, server.launch(case, port), logdir / f"{case.name}-{name}.log", settings.server_prefix
+        )
+        started.append(Running(server, f"http://127.0.0.1:{port}", proc))
+    ready = []
+    for run in started:
+        try:
+            t0 = time.monotonic()
+            run.proc.wait_ready(run.base + run.server.ready_path, timeout=180)
+            answer = post_json(run.base + run.server.predict_path, case.payload)
+            if answer != case.response:
+                raise RuntimeError(f"answered {str(answer)[:200]!r}, expected the case's response")
+            log(f"[{case.name}] {run.server.name} ready in {time.monotonic() - t0:.1f} s (pid {run.proc.pid})")
+            ready.append(run)
+        except Exception as exc:  # a broken server is reported and skipped; the run goes on
+            skipped[f"{case.name}/{run.server.name}"] = f"failed to start: {exc}"
+            log(f"[{case.name}] skip {run.server.name}: {exc}")
+            run.proc.stop()
+    return ready
+
+
+@contextlib.contextmanager
+def _running(proc: ServerProcess, freeze: bool) -> Iterator[None]:
+    if freeze:
+        proc.resume()
+        time.sleep(0.1)  # let timers that fired while paused run before the clock starts
+    try:
+        yield
+    finally:
+        if freeze:
+            proc.pause()
+
+
+def _one_round(case: Case, run: Running, conc: int, index: int, settings: Settings, script: Path) -> Round:
+    with _running(run.proc, settings.freeze):
+        cpu0, core0 = run.proc.cpu_seconds(), core_busy_seconds(settings.server_core)
+        res = wrk.run(run.base + run.server.predict_path, script, conc, settings.duration, settings.wrk_prefix)
+        cpu = run.proc.cpu_seconds() - cpu0
+        other = max(0.0, core_busy_seconds(settings.server_core) - core0 - cpu)
+    other_pct = 100 * other / res.seconds if res.seconds else 0.0
+    cpu_us = cpu * 1e6 / res.requests if res.requests else float("nan")
+    log(
+        f"[{case.name}] c={conc:<3} round {index}/{settings.rounds} {run.server.name:<15}"
+        f"{res.rps:9.0f} req/s  p50 {res.p50_ms:7.2f} ms  p99 {res.p99_ms:7.2f} ms"
+        f"  {cpu_us:7.0f} µs/req  other {other_pct:3.0f}%" + (f"  errors {res.errors}" if res.errors else "")
+    )
+    return Round(
+        case.name, run.server.name, conc, index, res.requests, res.errors, res.rps, res.p50_ms, res.p99_ms,
+        cpu_us, other_pct,
+    )  # fmt: skip
+
+
+def measure(case: Case, runs: list[Running], settings: Settings, script: Path, skipped: dict[str, str]) -> list[Round]:
+    """Interleaved rounds (each round starts with a different server); a server whose process or wrk
+    fails mid-run is reported and dropped, the others go on."""
+    rounds: list[Round] = []
+    runs = list(runs)
+
+    def drop(run: Running, exc: Exception) -> None:
+        skipped[f"{case.name}/{run.server.name}"] = f"failed during the run: {exc}\n{run.proc.log_tail()}"
+        log(f"[{case.name}] dropping {run.server.name}: {exc}")
+        runs.remove(run)
+
+    for run in runs if settings.freeze else ():
+        run.proc.pause()
+    for run in list(runs):  # warm up: lazy imports, caches, thread pools
+        try:
+            with _running(run.proc, settings.freeze):
+                wrk.run(run.base + run.server.predict_path, script, 16, 1, settings.wrk_prefix)
+        except RuntimeError as exc:
+            drop(run, exc)
+    for conc in settings.levels:
+        for r in range(settings.rounds):
+            shift = r % max(len(runs), 1)
+            for run in runs[shift:] + runs[:shift]:
+                try:
+                    rounds.append(_one_round(case, run, conc, r + 1, settings, script))
+                except RuntimeError as exc:
+                    drop(run, exc)
+    return rounds
