@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -126,7 +127,29 @@ def test_two_bundles_with_the_same_layout_do_not_clash(load: Load) -> None:
     assert a.predict(None) == "twin a"  # model.py does `from model.helpers import NAME`
     assert b.predict(None) == "twin b"
     assert a.predict(None) == "twin a"
-    assert sys.modules.get("model") is before  # the Truss alias `model` does not leak
+    assert sys.modules.get("model") is before  # once two bundles claim `model`, neither keeps it
+
+
+LAZY = """
+import kingpost
+lazy = kingpost.load({lazy!r})
+print(lazy.predict(2))
+print(kingpost.load({twin!r}).predict(None))
+try:
+    lazy.predict(2)
+except kingpost.ModelError as exc:
+    print(exc)
+"""
+
+
+def test_imports_inside_hooks_reach_the_bundle_as_under_truss() -> None:
+    # A fresh process: the first bundle to load keeps the name `model`, so imports inside its hooks
+    # and pickles of its classes work; a second bundle claiming `model` makes such imports fail
+    # loudly rather than reach the wrong bundle.
+    code = LAZY.format(lazy=str(bundle_path("lazy_imports")), twin=str(bundle_path("twin_a")))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "106\ntwin a\npredict raised ModuleNotFoundError: No module named 'model'\n"
 
 
 def test_the_same_bundle_opened_twice(load: Load) -> None:

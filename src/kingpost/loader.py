@@ -3,7 +3,10 @@
 Each bundle's model directory is imported as a package of its own unique name, so two bundles
 that both have ``model/model.py`` load side by side in one process. While model.py is executed,
 the name ``model`` also points at that package, so Truss-style ``from model.helpers import x``
-keeps working.
+keeps working. The first bundle to use the name keeps it afterwards, as under Truss, so that
+imports inside hooks (``def load(self): from model.helpers import x``) and pickles of classes
+from ``model.*`` work too. Once two bundles have claimed the same name, neither keeps it: an
+import of ``model`` after loading then fails loudly instead of reaching the other bundle.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from kingpost.types import Hook, HookKind
 HOOK_NAMES = ("load", "preprocess", "predict", "postprocess", "is_healthy")
 INIT_KWARGS = ("config", "data_dir", "secrets", "environment")
 _IMPORT_LOCK = threading.Lock()
+_CONTESTED = ""
+_ALIAS_OWNERS: dict[str, str] = {}  # "model" -> the package of the bundle that keeps the name
 
 # Distributions whose import name differs from the name in requirements.
 _IMPORT_NAMES = {
@@ -170,6 +175,7 @@ def _import_module(root: Path, config: Config, file: Path) -> ModuleType:
             del sys.modules[k]
         sys.modules[package] = pkg
         sys.modules[alias] = pkg
+        imported = False
         try:
             if pkg_spec is not None and pkg_spec.loader is not None:
                 pkg_spec.loader.exec_module(pkg)
@@ -179,6 +185,7 @@ def _import_module(root: Path, config: Config, file: Path) -> ModuleType:
             sys.modules[module_name] = module
             sys.modules[f"{alias}.{file.stem}"] = module
             spec.loader.exec_module(module)
+            imported = True
             return module
         except ModuleNotFoundError as exc:
             _forget(package, module_name)
@@ -193,9 +200,17 @@ def _import_module(root: Path, config: Config, file: Path) -> ModuleType:
                 raise
             raise ModelLoadError(f"{rel(root, file)}: importing it raised {describe(exc)}") from exc
         finally:
-            for k in [k for k in sys.modules if k == alias or k.startswith(alias + ".")]:
+            mine = {k: v for k, v in sys.modules.items() if k == alias or k.startswith(alias + ".")}
+            for k in mine:
                 del sys.modules[k]
-            sys.modules.update(saved)
+            owner = _ALIAS_OWNERS.get(alias)
+            if imported and owner is None and not saved:
+                sys.modules.update(mine)  # the first bundle keeps the name, as under Truss
+                _ALIAS_OWNERS[alias] = package
+            elif imported and owner is not None and owner != package:
+                _ALIAS_OWNERS[alias] = _CONTESTED  # a second bundle: the name is nobody's now
+            else:
+                sys.modules.update(saved)  # a failed import, or a `model` kingpost does not own
 
 
 def _forget(package: str, module_name: str) -> None:
