@@ -130,6 +130,17 @@ def test_predict_raising_is_500_naming_the_stage_not_the_text(client: httpx.Clie
     still_serving(client)
 
 
+def test_a_500_names_the_request_so_the_log_line_can_be_found(client: httpx.Client, echo: Server) -> None:
+    response = client.post(PREDICT, json={"raise": "disk full"}, headers={"x-request-id": "req-7f3a"})
+    assert "(request req-7f3a)" in assert_error(response, 500)
+    echo.wait_for_stderr(r"request req-7f3a: .*disk full")
+
+    response = client.post(PREDICT, json={"raise": "disk full again"})  # no id sent: the server makes one
+    found = re.search(r"\(request (\S+)\)\.$", assert_error(response, 500))
+    assert found
+    echo.wait_for_stderr(rf"request {re.escape(found[1])}: .*disk full again")
+
+
 # -- request size -----------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from conftest import bundle_path
-from serving import Server, serving
+from serving import Server, in_background, serving
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -65,6 +65,24 @@ def test_accept_event_stream_gives_sse_frames(client: httpx.Client, tmp_path: Pa
         gate.touch()
         rest = b"".join(parts)
     assert rest == b"data: two\ndata: lines\n\ndata: three\n\n"
+
+
+def test_a_client_that_leaves_mid_stream_stops_the_generator_and_frees_the_slot(
+        stream_server: Server, client: httpx.Client, tmp_path: Path) -> None:
+    gate, log = tmp_path / "gate", tmp_path / "log"
+    payload = {"chunks": ["one", "two", "three", "four"], "gate": str(gate), "log": str(log)}
+    with httpx.Client(base_url=stream_server.url, timeout=30) as leaver, \
+            leaver.stream("POST", PREDICT, json=payload) as response:
+        assert next(response.iter_raw()) == b"one"
+    # The connection is closed. The generator (holding the only predict slot) is blocked on the
+    # gate; a second request waits for that slot.
+    stream_server.wait_for_stderr(r'"POST /v1/models/model:predict" 499 ')
+    waiting = in_background(lambda: client.post(PREDICT, json={"chunks": ["next"]}).content)
+    gate.touch()
+    assert waiting() == b"next"
+    # The generator was closed at the first chunk it produced after the client left.
+    stream_server.wait_until(lambda: log.read_text().endswith("closed\n"), "the generator to close", alive=False)
+    assert log.read_text().splitlines() == ["yield one", "yield two", "closed"]
 
 
 @pytest.mark.parametrize("accept", [None, "text/event-stream", "application/json"])
