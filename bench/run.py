@@ -226,7 +226,11 @@ def main(argv: list[str]) -> int:
     if args.no_netns or os.environ.get(IN_NETNS_ENV) == "1":
         if os.environ.get(IN_NETNS_ENV) == "1":
             subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-        return bench(args)
+        try:
+            return bench(args)
+        except KeyboardInterrupt:
+            log("interrupted; the servers were stopped")
+            return 130
     if shutil.which("unshare") is None:
         log("unshare (util-linux) is not on PATH; rerun with --no-netns")
         return 2
