@@ -152,8 +152,11 @@ def _env_lines(config: Config) -> list[str]:
         if "\n" in value or "\r" in value:
             raise PackagingError(f"{config.path}: environment_variables.{name}: expected a single-line value, "
                                  "found a line break.")
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
-        out.append(f'ENV {name}="{escaped}"')
+        if "'" not in value:  # single quotes: taken literally by Docker's lexer, no $ expansion
+            out.append(f"ENV {name}='{value}'")
+        else:  # double quotes: Docker's lexer unescapes exactly \" \$ \\ in them
+            escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+            out.append(f'ENV {name}="{escaped}"')
     return out
 
 

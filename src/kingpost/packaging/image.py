@@ -65,8 +65,9 @@ def build_command(engine: str, tag: str, context: Path) -> list[str]:
     name = Path(engine).name
     if name == "docker":
         return [engine, "build", "--tag", tag, str(context)]
-    verb = "bud" if name == "buildah" else "build"
-    return [engine, verb, "--format", "docker", "--tag", tag, str(context)]
+    if name == "buildah":  # buildah keeps no layer cache unless told to
+        return [engine, "bud", "--format", "docker", "--layers", "--tag", tag, str(context)]
+    return [engine, "build", "--format", "docker", "--tag", tag, str(context)]
 
 
 def default_tag(name: str) -> str:
