@@ -198,6 +198,29 @@ def test_refuses_a_directory_it_did_not_write(tmp_path: Path) -> None:
         write_context(bundle_path("echo"), bundle_path("echo").parent)
 
 
+def test_context_inside_the_bundle_leaves_itself_out(copy_bundle: Callable[..., Path]) -> None:
+    bundle = copy_bundle("echo")
+    first = write_context(bundle, bundle / "build" / "ctx")
+    again = write_context(bundle, bundle / "build" / "ctx")
+    assert tree(first) == tree(again)
+    assert not (again / "bundle" / "build").exists()
+
+
+def test_index_options_are_carried_without_credentials(copy_bundle: Callable[..., Path], tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    bundle = copy_bundle("echo", requirements_file="requirements.txt")
+    (bundle / "requirements.txt").write_text(
+        "--extra-index-url https://download.pytorch.org/whl/cpu\n-e ./local\ntorch==2.13.0  # cpu\n")
+    context = write_context(bundle, tmp_path / "ctx")
+    assert (context / "requirements.txt").read_text().splitlines()[1:] == [
+        "--extra-index-url https://download.pytorch.org/whl/cpu", "torch==2.13.0"]
+    assert "the pip option -e is not carried" in caplog.text
+    (bundle / "requirements.txt").write_text("--index-url https://me:tok-secret@pypi.example/simple\nidna\n")
+    with pytest.raises(PackagingError, match="expected an index URL without credentials") as info:
+        write_context(bundle, tmp_path / "ctx2")
+    assert "tok-secret" not in str(info.value)
+
+
 def test_local_path_requirement_is_refused(copy_bundle: Callable[..., Path], tmp_path: Path) -> None:
     with pytest.raises(PackagingError, match=r"requirements: expected packages an index can install"):
         write_context(copy_bundle("echo", requirements=["./vendor/thing"]), tmp_path / "ctx")

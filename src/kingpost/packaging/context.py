@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -39,6 +40,8 @@ EXTERNAL_DIR = "_external"  # external_package_dirs outside the bundle are copie
 _SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache",
                         ".ipynb_checkpoints", ".tox", ".nox", ".venv", ".venvs", ".idea", ".vscode"})
 _SKIP_SUFFIXES = (".pyc", ".pyo")
+_INDEX_OPTIONS = frozenset({"-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--pre",
+                            "--trusted-host", "--prefer-binary", "--only-binary", "--no-binary"})
 _SKIP_FILES = frozenset({".DS_Store", ".env"})
 DOCKERIGNORE = "".join(f"{p}\n" for p in (
     "README.md", *(f"**/{d}" for d in sorted(_SKIP_DIRS)), "**/*.pyc", "**/*.pyo", "**/.DS_Store", "**/.env",
@@ -179,7 +182,29 @@ def _requirements(bundle: Path, config: Config) -> str:
             raise PackagingError(f"{config.path}: requirements: expected packages an index can install, found the "
                                  f"local path {line!r}; put it under {config.bundled_packages_dir}/ instead.")
     source = config.requirements_file or "config.yaml requirements"
-    return f"# The bundle's requirements, from {source}.\n" + "".join(f"{line}\n" for line in lines)
+    options = _index_options(bundle, config)
+    return f"# The bundle's requirements, from {source}.\n" + "".join(f"{line}\n" for line in [*options, *lines])
+
+
+def _index_options(bundle: Path, config: Config) -> list[str]:
+    """The index lines of a requirements .txt (--extra-index-url, ...); other pip options are dropped."""
+    if config.requirements_file is None or not config.requirements_file.endswith(".txt"):
+        return []
+    kept = []
+    for raw in (bundle / config.requirements_file).read_text(encoding="utf-8").splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if not line.startswith("-"):
+            continue
+        option = re.split(r"[\s=]", line, maxsplit=1)[0]
+        if option not in _INDEX_OPTIONS:
+            logger.warning("%s: the pip option %s is not carried into the build context.",
+                           config.requirements_file, option)
+        elif re.search(r"://[^/\s]*@", line):  # user:token@host: a secret
+            raise PackagingError(f"{bundle / config.requirements_file}: {option}: expected an index URL without "
+                                 "credentials, found one with credentials (a build context holds no secrets).")
+        else:
+            kept.append(line)
+    return kept
 
 
 def _normalize(root: Path) -> None:
