@@ -20,10 +20,8 @@ import logging
 import os
 import re
 import signal
-import socket
 import sys
 import threading
-import time
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -31,6 +29,7 @@ from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from kingpost.config import Config, load_config
+from kingpost.deploy import _ray_cluster as cluster
 from kingpost.deploy._ray_options import deployment_options, parse_autoscale
 from kingpost.errors import ConfigError, PackagingError
 
@@ -40,15 +39,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 INSTALL_LINE = 'pip install "kingpost[ray]"'
-_MISSING = f"Ray Serve is not installed; install it with: {INSTALL_LINE}"
 DEFAULT_TIMEOUT_S = 300.0
+MAX_SHIP_BYTES = 32 * 2**20
+_MISSING = f"Ray Serve is not installed; install it with: {INSTALL_LINE}"
 # A local cluster: no usage reporting, workers at normal priority, and a 127.0.0.1 node address
 # kept as given (Ray otherwise swaps it for the machine's first non-loopback address).
 _LOCAL_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_worker_niceness": "0",
               "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-MAX_SHIP_BYTES = 32 * 2**20
-_NOT_SHIPPED = frozenset({"__pycache__", ".git", ".hg", ".svn", ".venv", ".mypy_cache", ".pytest_cache"})
 _REMOTE_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
+_NOT_SHIPPED = frozenset({"__pycache__", ".git", ".hg", ".svn", ".venv", ".mypy_cache", ".pytest_cache"})
 _QUIET_LOGS = {"enable_access_log": False, "log_level": "WARNING"}
 
 
@@ -113,7 +112,7 @@ class Deployment:
         if self._closed:
             return
         self._closed = True
-        _shutdown(self.name, owns_cluster=self.owns_cluster)
+        cluster.shutdown(*_import_ray(), self.name, owns_cluster=self.owns_cluster)
 
     def __enter__(self) -> Deployment:
         return self
@@ -152,27 +151,25 @@ def deploy(
     for key, value in (_LOCAL_ENV if owns_cluster else _REMOTE_ENV).items():
         os.environ.setdefault(key, value)
     ray, serve = _import_ray()
-    config = load_config(bundle_dir)
-    name = name or default_name(config)
-    app, options = _bind(bundle_dir, name=name, num_replicas=num_replicas, autoscaling=autoscaling,
+    app, options, name = _bind(bundle_dir, name=name, num_replicas=num_replicas, autoscaling=autoscaling,
                          max_ongoing_requests=max_ongoing_requests,
                          ship=address is not None if ship is None else ship, secrets_dir=secrets_dir)
     if owns_cluster:
-        _check_port_free(host, port)
+        cluster.check_port_free(host, port)
         init: dict[str, Any] = {"address": "local", "include_dashboard": False,
                                 "_node_ip_address": "127.0.0.1", **(init_options or {})}
     else:
         init = {"address": address, **(init_options or {})}
-    _init(ray, init, owns_cluster=owns_cluster)
+    cluster.init(ray, init, owns_cluster=owns_cluster)
     try:
         if owns_cluster:
-            _check_fits(ray, options, name)
+            cluster.check_fits(ray, options, name)
         serve.start(http_options={"host": host, "port": port}, logging_config=_QUIET_LOGS)
         serve.run_many([serve.RunTarget(app, name=name, route_prefix="/", logging_config=_QUIET_LOGS)],
                        wait_for_applications_running=False)
-        _wait_running(serve, name, timeout_s)
+        cluster.wait_running(serve, name, timeout_s)
     except BaseException:
-        _shutdown(name, owns_cluster=owns_cluster)
+        cluster.shutdown(ray, serve, name, owns_cluster=owns_cluster)
         raise
     return Deployment(name, host, port, owns_cluster=owns_cluster)
 
@@ -209,9 +206,6 @@ def main(
     return 0
 
 
-# -- helpers ----------------------------------------------------------------------------------
-
-
 def _import_ray() -> tuple[ModuleType, ModuleType]:
     try:
         import ray
@@ -230,38 +224,23 @@ def _bind(
     max_ongoing_requests: int | None,
     ship: bool,
     secrets_dir: str | Path | None,
-) -> tuple[Application, dict[str, Any]]:
+) -> tuple[Application, dict[str, Any], str]:
+    """The bound deployment, the Serve options it was given, and its name."""
     serve = _import_ray()[1]
     root = Path(bundle_dir).resolve()
     config = load_config(root)
     options = deployment_options(config, num_replicas=num_replicas, autoscaling=autoscaling,
                                  max_ongoing_requests=max_ongoing_requests)
     payload = _zip_bundle(root) if ship else None
+    name = name or default_name(config)
     from kingpost.deploy._replica import KingpostReplica
 
     try:
-        deployment = serve.deployment(KingpostReplica).options(name=name or default_name(config), **options)
+        deployment = serve.deployment(KingpostReplica).options(name=name, **options)
     except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise ConfigError(config.path, "runtime.ray", "deployment options that Ray Serve accepts",
-                          f"<{_first_line(exc)}>") from exc
-    return deployment.bind(str(root), payload, None if secrets_dir is None else str(secrets_dir)), options
-
-
-def _init(ray: ModuleType, options: Mapping[str, Any], *, owns_cluster: bool) -> None:
-    # A busy machine can make a fresh node miss Ray's fixed 15 s wait for its dashboard agent;
-    # the second try finds the agent's imports warm.
-    for attempt in (1, 2) if owns_cluster else (1,):
-        try:
-            ray.init(logging_level=logging.WARNING, **options)
-            return
-        except Exception as exc:
-            ray.shutdown()
-            if attempt == 1 and owns_cluster and "timed out during startup" in str(exc):
-                logger.warning("the local Ray node did not start in time; trying once more")
-                continue
-            where = ("start a local Ray cluster" if owns_cluster
-                     else f"connect to the Ray cluster at {options['address']}")
-            raise PackagingError(f"could not {where}: {_first_line(exc)}") from exc
+                          f"<{cluster.first_line(exc)}>") from exc
+    return deployment.bind(str(root), payload, None if secrets_dir is None else str(secrets_dir)), options, name
 
 
 def _zip_bundle(root: Path) -> bytes:
@@ -278,69 +257,3 @@ def _zip_bundle(root: Path) -> bytes:
             "kingpost ships with a deployment; put the bundle where every node reads the same path and "
             "deploy it with ship=False.")
     return buffer.getvalue()
-
-
-def _check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise PackagingError(f"cannot serve on {host}:{port}: {exc.strerror or exc}.") from exc
-
-
-def _check_fits(ray: ModuleType, options: Mapping[str, Any], name: str) -> None:
-    """On a cluster of one machine, fail now rather than wait for resources that never come."""
-    actor = options.get("ray_actor_options", {})
-    replicas = options.get("autoscaling_config", {}).get("min_replicas", options.get("num_replicas", 1))
-    replicas = max(replicas if isinstance(replicas, int) else 1, 1)
-    total = ray.cluster_resources()
-    for option, resource, default in (("num_cpus", "CPU", 1.0), ("num_gpus", "GPU", 0.0)):
-        need = float(actor.get(option, default)) * replicas
-        if need > total.get(resource, 0.0):
-            raise PackagingError(
-                f"{name} needs {need:g} {resource} for {replicas} replica(s) but the local Ray cluster has "
-                f"{total.get(resource, 0.0):g}; lower the replicas or resources, or pass --address of a "
-                "cluster that has them.")
-
-
-def _wait_running(serve: ModuleType, name: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        app = serve.status().applications.get(name)
-        status = str(getattr(app, "status", "NOT_STARTED"))
-        if status.endswith("RUNNING"):
-            return
-        if status.endswith("DEPLOY_FAILED"):
-            raise PackagingError(f"Ray Serve could not start {name}: {_why(app)}")
-        if time.monotonic() > deadline:
-            raise PackagingError(f"{name} was not running on Ray Serve after {timeout_s:g} s: {_why(app)}")
-        time.sleep(0.25)
-
-
-def _why(app: Any) -> str:
-    """The one line of a Serve status that says what went wrong (kingpost's own sentence first)."""
-    messages = [str(d.message) for d in getattr(app, "deployments", {}).values() if d.message]
-    messages.append(str(getattr(app, "message", "") or ""))
-    lines = [line.strip() for text in messages for line in text.splitlines() if line.strip()]
-    ours = [line for line in lines if line.startswith("kingpost.errors.")]
-    if ours:
-        return ours[-1].partition(": ")[2]
-    return lines[0] if lines else "no status message"
-
-
-def _shutdown(name: str, *, owns_cluster: bool) -> None:
-    ray, serve = _import_ray()
-    if not ray.is_initialized():
-        return
-    try:
-        if owns_cluster:
-            serve.shutdown()
-        else:
-            serve.delete(name)
-    finally:
-        ray.shutdown()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
