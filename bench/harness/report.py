@@ -111,6 +111,15 @@ def ratio_lines(case: Case, rows: list[Summary]) -> list[str]:
                 parts.append(text)
             if parts:
                 lines.append(f"{case.name} c={conc}: " + ", ".join(parts))
+        for subject in subjects:  # CPU per request: the figure least moved by a busy machine
+            mine = by[(subject, conc)].cpu_us_per_req
+            others = [
+                f"{o} {by[(o, conc)].cpu_us_per_req:.0f} ({by[(o, conc)].cpu_us_per_req / mine:.2g}x)"
+                for o in servers
+                if o not in subjects and (o, conc) in by and mine > 0
+            ]
+            if others:
+                lines.append(f"{case.name} c={conc} CPU µs/req: {subject} {mine:.0f}, " + ", ".join(others))
         if case.limit_rps:
             fractions = []
             for server in subjects + [s for s in servers if s not in subjects and (s, conc) in by]:
