@@ -17,6 +17,8 @@ from kingpost.errors import BundleError, KingpostError, MissingRequirementError,
 from kingpost.loader import import_model_class
 from kingpost.types import HookKind, State
 
+pytestmark = pytest.mark.timeout(120)  # a safety net: the scikit-learn import alone can take seconds
+
 Load = Callable[..., Any]
 
 LOAD_FAILURES = {
