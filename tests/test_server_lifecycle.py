@@ -173,6 +173,19 @@ def test_two_workers_both_answer_and_both_drain_on_sigterm(serve: Callable[..., 
     client.close()
 
 
+def test_with_workers_a_load_failure_stops_them_all_and_exits_non_zero(serve: Callable[..., Server],
+                                                                       copy_bundle: Callable[..., Path],
+                                                                       tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    gate.touch()  # fail at once
+    server = serve(copy_bundle("server_load_fails", model_metadata={"gate": str(gate)}), "--workers", "2",
+                   wait="bound")
+    assert server.wait() == 1
+    stderr = server.stderr()
+    assert "error: the model failed to load:" in stderr
+    assert "weights.bin is missing from data/" in stderr
+
+
 # -- helpers ------------------------------------------------------------------------------------------
 
 
