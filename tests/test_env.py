@@ -245,13 +245,13 @@ def test_system_packages_are_checked_not_installed(tmp_path: Path) -> None:
 def test_serve_isolated_answers_from_the_environment_and_drains_on_sigterm(shared: Shared) -> None:
     server = start(shared.bundle, "--isolated", env={"KINGPOST_CACHE_DIR": str(shared.cache)}, timeout=120)
     try:
-        response = httpx.post(f"{server.url}/v1/models/model:predict", json="naïve café", timeout=10)
+        response = httpx.post(f"{server.url}/v1/models/model:predict", json="naïve café", timeout=60)
         assert response.status_code == 200, response.text
         assert response.json()["ascii"] == "naive cafe"
         assert response.json()["prefix"] == str(shared.env)
         assert BUILDING not in server.stderr()
         server.send_signal(signal.SIGTERM)
-        assert server.wait() == 0
+        assert server.wait(timeout=60) == 0
     finally:
         server.stop()
         server.stderr_path.unlink(missing_ok=True)

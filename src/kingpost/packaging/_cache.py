@@ -111,8 +111,8 @@ def _build(env: Environment, echo: Echo) -> None:
                 kingpost = [str(write_kingpost_wheel(Path(wheels)))]
             what = ", ".join([*env.requirements, f"kingpost {env.kingpost_description}"])
             echo(f"kingpost:   installing {what} with {installer.name}")
-            command = install_command(installer, tmp / "bin" / "python", [*kingpost, *env.requirement_args])
-            status, output = run_install(command, cwd=env.bundle, echo=echo, started=started)
+            command, environ = install_command(installer, tmp / "bin" / "python", [*kingpost, *env.requirement_args])
+            status, output = run_install(command, environ, cwd=env.bundle, echo=echo, started=started)
         if status != 0:
             raise _install_error(env, output)
         _retarget(tmp, env.path)

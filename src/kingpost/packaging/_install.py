@@ -1,13 +1,15 @@
 """Create a virtual environment and install into it, with uv when available and pip otherwise.
 
-uv does not read pip's configuration, so the indexes, find-links and constraints pip would use
-(``pip config list``, ``PIP_*`` variables) are handed to uv on its command line: a machine whose
-wheels live in a local directory builds the same environment with either tool.
+uv does not read pip's configuration, so the indexes, find-links, constraints and certificate pip
+would use (its config files, ``PIP_*`` variables) are handed to uv: a machine whose wheels live in
+a local directory, or behind a proxy with its own CA, builds the same environment with either tool.
 ``KINGPOST_INSTALLER=pip`` (or ``uv``) forces the choice.
 """
 
 from __future__ import annotations
 
+import configparser
+import contextlib
 import os
 import queue
 import re
@@ -71,17 +73,23 @@ def create_venv(installer: Installer, interpreter: Path, target: Path) -> None:
                              f"{detail[-1] if detail else f'exit status {result.returncode}'}.")
 
 
-def install_command(installer: Installer, python: Path, args: Sequence[str]) -> list[str]:
-    if installer.name == "uv":
-        return [*installer.command, "pip", "install", "--python", str(python), *pip_options_for_uv(), *args]
-    return [*installer.command, "--python", str(python), "install", "--no-compile", "--no-input",
-            "--disable-pip-version-check", *args]
+def install_command(installer: Installer, python: Path, args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """The command that installs ``args`` into the environment of ``python``, and its environment."""
+    env = {**os.environ, "NO_COLOR": "1"}
+    if installer.name == "pip":
+        return [*installer.command, "--python", str(python), "install", "--no-compile", "--no-input",
+                "--disable-pip-version-check", *args], env
+    config = _pip_config()
+    if config.get("cert") and not env.get("SSL_CERT_FILE"):
+        env["SSL_CERT_FILE"] = config["cert"][0]
+    return [*installer.command, "pip", "install", "--python", str(python), *_uv_options(config), *args], env
 
 
-def run_install(command: list[str], *, cwd: Path, echo: Callable[[str], None], started: float) -> tuple[int, str]:
+def run_install(command: list[str], env: dict[str, str], *, cwd: Path, echo: Callable[[str], None],
+                started: float) -> tuple[int, str]:
     """Run the installer, echoing its progress lines and a heartbeat; return (status, output)."""
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               errors="replace", env={**os.environ, "NO_COLOR": "1"})
+                               errors="replace", env=env)
     lines: queue.Queue[str | None] = queue.Queue()
     assert process.stdout is not None
     stdout = process.stdout
@@ -112,9 +120,8 @@ def run_install(command: list[str], *, cwd: Path, echo: Callable[[str], None], s
             process.wait()
 
 
-def pip_options_for_uv() -> list[str]:
+def _uv_options(config: dict[str, list[str]]) -> list[str]:
     """pip's index, extra indexes, find-links and constraints, as uv options."""
-    config = _pip_config()
     options: list[str] = []
     for url in config.get("index-url", [])[:1]:
         options += ["--index-url", url]
@@ -124,39 +131,39 @@ def pip_options_for_uv() -> list[str]:
         options += ["--find-links", link]
     for file in config.get("constraint", []):
         options += ["--constraint", file]
-    if config.get("no-index", ["false"])[0].lower() in ("1", "true", "yes", "on"):
+    if (config.get("no-index") or ["false"])[0].lower() in ("1", "true", "yes", "on"):
         options.append("--no-index")
     if config.get("extra-index-url"):
         options += ["--index-strategy", "unsafe-best-match"]  # pip's rule: the best version on any index
     return options
 
 
-_CONFIG_LINE = re.compile(r"^(:env:|global|install)\.([a-z-]+)='(.*)'$")
-
-
 def _pip_config() -> dict[str, list[str]]:
-    """Values of ``pip config list`` (environment first, then install, then global sections)."""
-    try:
-        result = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
-                                timeout=60, check=False)
-        text = result.stdout if result.returncode == 0 else ""
-    except (OSError, subprocess.SubprocessError):
-        text = ""
-    if not text:  # no pip here: its environment variables still say what the user wants
-        text = "\n".join(f":env:.{name[4:].lower().replace('_', '-')}='{value}'"
-                         for name, value in os.environ.items() if name.startswith("PIP_"))
-    ranked: dict[str, list[tuple[int, list[str]]]] = {}
-    for line in text.splitlines():
-        match = _CONFIG_LINE.match(line.strip())
-        if match:
-            section, key, value = match.groups()
-            rank = (":env:", "install", "global").index(section)
-            ranked.setdefault(key, []).append((rank, value.split()))
-    config: dict[str, list[str]] = {}
-    for key, entries in ranked.items():
-        values = [v for _, vs in sorted(entries, key=lambda e: e[0]) for v in vs]
-        config[key] = list(dict.fromkeys(values))
-    return config
+    """pip's settings for ``pip install``, read as pip reads them (pip itself need not be installed):
+    config files global, user, site then $PIP_CONFIG_FILE, their [global] then [install] sections,
+    then ``PIP_*`` variables; a later value of a key replaces an earlier one."""
+    files: list[Path] = []
+    if os.environ.get("PIP_CONFIG_FILE") != os.devnull:
+        dirs = os.environ.get("XDG_CONFIG_DIRS") or "/etc/xdg"
+        files += [Path(d) / "pip" / "pip.conf" for d in dirs.split(os.pathsep) if d] + [Path("/etc/pip.conf")]
+        config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+        files += [Path.home() / ".pip" / "pip.conf", config_home / "pip" / "pip.conf", Path(sys.prefix) / "pip.conf"]
+        if os.environ.get("PIP_CONFIG_FILE"):
+            files.append(Path(os.environ["PIP_CONFIG_FILE"]))
+    parsers = []
+    for file in files:
+        parser = configparser.RawConfigParser()
+        with contextlib.suppress(OSError, configparser.Error, UnicodeDecodeError):
+            parser.read(file, encoding="utf-8")
+            parsers.append(parser)
+    values: dict[str, str] = {}
+    for section in ("global", "install"):
+        for parser in parsers:
+            if parser.has_section(section):
+                values.update((key.replace("_", "-"), value) for key, value in parser.items(section))
+    values.update((name[4:].lower().replace("_", "-"), value) for name, value in os.environ.items()
+                  if name.startswith("PIP_"))
+    return {key: value.split() for key, value in values.items()}
 
 
 def failure(output: str, requirements: Sequence[str]) -> tuple[str | None, str]:

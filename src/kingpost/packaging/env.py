@@ -150,13 +150,28 @@ def _kingpost_source() -> tuple[Path | None, str, dict[str, Any], str | None]:
     requires_python = (dist.metadata.get_all("Requires-Python") or [None])[0]
     if info.get("dir_info", {}).get("editable"):
         project = Path(url2pathname(urlparse(info["url"]).path))
-        pyproject = project / "pyproject.toml"
-        digest = hashlib.sha256(pyproject.read_bytes()).hexdigest() if pyproject.is_file() else ""
         return (project, f"{dist.version} (editable {project})",
-                {"version": dist.version, "editable": str(project), "pyproject": digest}, requires_python)
+                {"version": dist.version, "editable": str(project), "project": _project_table(project)},
+                requires_python)
     record = hashlib.sha256((dist.read_text("RECORD") or "").encode()).hexdigest()
     return None, f"{dist.version} (wheel of the running installation)", {"version": dist.version, "record": record}, \
         requires_python
+
+
+def _project_table(project: Path) -> dict[str, Any]:
+    """What of an editable kingpost's pyproject.toml changes its environment: a code change does
+    not (the install is editable), a new dependency does; a tool setting should not either."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef,unused-ignore]
+
+    try:
+        table = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
+    except (OSError, ValueError):
+        return {}
+    keys = ("dependencies", "requires-python")
+    return {key: table.get(key) for key in keys}
 
 
 def _satisfies(version: str, requires_python: str) -> bool:
