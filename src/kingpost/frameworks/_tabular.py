@@ -62,7 +62,7 @@ class Rows:
 def rows(feature_names: Any, *, numeric: bool = False, frame: bool = True) -> Rows:
     """How model.py builds the input: an array, or with named columns a DataFrame (when pandas is here).
 
-    ``numeric`` arrays are float32 (XGBoost, LightGBM); otherwise numpy infers the type.
+    ``numeric`` arrays are float32 (what XGBoost computes with); otherwise numpy infers the type.
     """
     names = [str(n) for n in feature_names] if feature_names is not None else None
     dtype = ", dtype=np.float32" if numeric else ""

@@ -1,0 +1,59 @@
+"""kingpost.create with LightGBM: the text format in data/, class labels kept for LGBMClassifier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from creating import assert_close, predict_fresh, predict_http, ruff_clean
+
+import kingpost
+
+np = pytest.importorskip("numpy")
+lgb = pytest.importorskip("lightgbm", reason="lightgbm is not installed (pip install 'kingpost[lightgbm]')")
+
+RNG = np.random.default_rng(2)
+X = RNG.normal(size=(120, 4))
+ROWS = X[:6]
+LABELS = np.array(["no", "yes"])[(X[:, 0] > 0).astype(int)]
+THREE = np.array([3, 7, 11])[(X[:, 1] > 0).astype(int) + (X[:, 2] > 0.5)]
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Any, Any]]:
+    root = tmp_path_factory.mktemp("lightgbm")
+    params = {"n_estimators": 10, "min_child_samples": 5, "verbose": -1}
+    booster = lgb.train({"objective": "regression", "verbose": -1, "min_data_in_leaf": 5},
+                        lgb.Dataset(X, label=X[:, 0] * 2 + X[:, 3]), num_boost_round=10)
+    binary = lgb.LGBMClassifier(**params).fit(X, LABELS)
+    multi = lgb.LGBMClassifier(**params).fit(X, THREE)
+    regressor = lgb.LGBMRegressor(**params).fit(X, X[:, 1])
+    for name, model in (("booster", booster), ("binary", binary), ("multi", multi), ("regressor", regressor)):
+        kingpost.create(model, root / name)
+    return {
+        "booster": (root / "booster", ROWS.tolist(), {"predictions": booster.predict(ROWS)}),
+        "binary": (root / "binary", {"inputs": ROWS.tolist()},
+                   {"predictions": binary.predict(ROWS), "probabilities": binary.predict_proba(ROWS)}),
+        "multi": (root / "multi", ROWS.tolist(),
+                  {"predictions": multi.predict(ROWS), "probabilities": multi.predict_proba(ROWS)}),
+        "regressor": (root / "regressor", ROWS.tolist(), {"predictions": regressor.predict(ROWS)}),
+    }
+
+
+def test_fresh_interpreter_answers_as_in_memory(cases: dict[str, tuple[Path, Any, Any]], tmp_path: Path) -> None:
+    outputs = predict_fresh([(path, request) for path, request, _ in cases.values()], tmp_path)
+    for (name, (_, _, expected)), output in zip(cases.items(), outputs, strict=True):
+        assert_close(output, expected, name)
+    ruff_clean(*(path for path, _, _ in cases.values()))
+
+
+def test_http_answers_as_in_memory(cases: dict[str, tuple[Path, Any, Any]]) -> None:
+    path, request, expected = cases["binary"]
+    assert_close(predict_http(path, request), expected)
+
+
+def test_text_format_and_labels(cases: dict[str, tuple[Path, Any, Any]]) -> None:
+    path = cases["binary"][0]
+    assert (path / "data" / "model.txt").read_text().startswith("tree")
+    assert "CLASSES = ['no', 'yes']" in (path / "model" / "model.py").read_text()
