@@ -105,10 +105,14 @@ def test_a_client_that_leaves_before_its_predict_is_dropped(serve: Callable[...,
             leaver.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
                            f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
             server.wait_until(lambda: _gauge(server, "kingpost_queue_depth") == 1, "b to wait for predict")
-        server.wait_for_stderr(r'"POST /v1/models/model:predict" 499 ')  # the server saw it leave
+        # B's client is gone. A round trip on a fresh connection makes sure the server has read
+        # the close before A's predict ends: the event loop handles events in order.
+        assert server.get("/").status_code == 200
 
         gate.touch()
         assert holder().json()["tag"] == "a"
+        # B's turn comes next: the server asks whether its client is still there, and drops it.
+        server.wait_for_stderr(r'"POST /v1/models/model:predict" 499 ')
         assert client.post(PREDICT, json={"tag": "c", "log": str(log)}).json()["tag"] == "c"
 
     pid = server.pid

@@ -1,8 +1,9 @@
 """A generator predict over HTTP: chunked by default, SSE on request, gathered for plain JSON.
 
-tests/bundles/server_stream yields its first chunk, then blocks on a gate file that the test
-creates only after it has read that chunk: the first chunk provably left the server before the
-generator ended.
+Every test runs against a sync generator (tests/bundles/server_stream, driven on a predict
+thread) and an async one (server_stream_async, on the event loop). Each yields its first chunk,
+then blocks on a gate file that the test creates only after it has read that chunk: the first
+chunk provably left the server before the generator ended.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ import httpx
 import pytest
 
 from conftest import bundle_path
-from serving import Server, in_background, serving
+from serving import Server, serving
 
 pytestmark = pytest.mark.timeout(60)
 
 PREDICT = "/v1/models/model:predict"
 
 
-@pytest.fixture(scope="module")
-def stream_server() -> Iterator[Server]:
-    with serving(bundle_path("server_stream")) as server:
+@pytest.fixture(scope="module", params=["server_stream", "server_stream_async"], ids=["sync", "async"])
+def stream_server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    with serving(bundle_path(request.param)) as server:
         yield server
 
 
@@ -35,7 +36,7 @@ def client(stream_server: Server) -> Iterator[httpx.Client]:
 
 def test_first_chunk_arrives_before_the_generator_ends(client: httpx.Client, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    payload = {"chunks": ["Hello", ", ", "world"], "gate": str(gate)}
+    payload = {"chunks": ["Hello", ", ", "world"], "gates": [str(gate)]}
     with client.stream("POST", PREDICT, json=payload) as response:
         assert response.status_code == 200
         assert response.headers["transfer-encoding"] == "chunked"
@@ -56,7 +57,7 @@ def test_accept_json_gathers_the_chunks_into_one_answer(client: httpx.Client) ->
 
 def test_accept_event_stream_gives_sse_frames(client: httpx.Client, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    payload = {"chunks": ["one", "two\nlines", "three"], "gate": str(gate)}
+    payload = {"chunks": ["one", "two\nlines", "three"], "gates": [str(gate)]}
     with client.stream("POST", PREDICT, json=payload, headers={"accept": "text/event-stream"}) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -69,20 +70,29 @@ def test_accept_event_stream_gives_sse_frames(client: httpx.Client, tmp_path: Pa
 
 def test_a_client_that_leaves_mid_stream_stops_the_generator_and_frees_the_slot(
         stream_server: Server, client: httpx.Client, tmp_path: Path) -> None:
-    gate, log = tmp_path / "gate", tmp_path / "log"
-    payload = {"chunks": ["one", "two", "three", "four"], "gate": str(gate), "log": str(log)}
+    gates = [tmp_path / f"gate-{i}" for i in range(3)]
+    log = tmp_path / "log"
+    payload = {"chunks": ["one", "two", "three", "four"], "gates": [str(g) for g in gates], "log": str(log)}
+    answered = len(_access_lines(stream_server))
     with httpx.Client(base_url=stream_server.url, timeout=30) as leaver, \
             leaver.stream("POST", PREDICT, json=payload) as response:
         assert next(response.iter_raw()) == b"one"
-    # The connection is closed. The generator (holding the only predict slot) is blocked on the
-    # gate; a second request waits for that slot.
-    stream_server.wait_for_stderr(r'"POST /v1/models/model:predict" 499 ')
-    waiting = in_background(lambda: client.post(PREDICT, json={"chunks": ["next"]}).content)
-    gate.touch()
-    assert waiting() == b"next"
-    # The generator was closed at the first chunk it produced after the client left.
-    stream_server.wait_until(lambda: log.read_text().endswith("closed\n"), "the generator to close", alive=False)
-    assert log.read_text().splitlines() == ["yield one", "yield two", "closed"]
+    # The client is gone. A round trip on a fresh connection makes sure the server has read the
+    # close: the loop handles events in order.
+    assert stream_server.get("/").status_code == 200
+
+    # Let the generator (which holds the only predict slot) produce one more chunk: the server
+    # finds the client gone, at the latest when it would send that chunk, and ends the request.
+    gates[0].touch()
+    stream_server.wait_until(lambda: len(_access_lines(stream_server)) > answered, "the request to end")
+    # The generator is closed at the next chunk it produces, if it is not closed already.
+    gates[1].touch()
+    stream_server.wait_until(lambda: log.read_text().endswith("closed\n"), "the generator to close")
+    lines = log.read_text().splitlines()
+    assert lines[:2] == ["yield one", "yield two"] and lines[-1] == "closed"
+    assert "yield four" not in lines  # gates[2] never opened, and nothing waited on it
+    # The slot is free.
+    assert client.post(PREDICT, json={"chunks": ["next"]}).content == b"next"
 
 
 @pytest.mark.parametrize("accept", [None, "text/event-stream", "application/json"])
@@ -105,3 +115,7 @@ def test_an_error_mid_stream_ends_the_stream_with_an_sse_error_event(client: htt
     assert frames[1].startswith(b"event: error\ndata: ") and b"decoder" not in frames[1]
     assert b"never" not in response.content
     assert client.post(PREDICT, json={"chunks": ["still", " up"]}).content == b"still up"
+
+
+def _access_lines(server: Server) -> list[str]:
+    return [line for line in server.stderr().splitlines() if '"POST /v1/models/model:predict"' in line]

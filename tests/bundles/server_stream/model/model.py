@@ -1,10 +1,11 @@
 """A generator predict: the answer streams.
 
-Input: {"chunks": [str, ...], "gate": path (optional), "fail": "before" | "after" (optional),
-"log": path (optional)}. Yields the first chunk, then waits for the gate file if one is named,
-then yields the rest. fail="before" raises before the first chunk, fail="after" right after it
-(past the gate). With "log", each chunk is logged as "yield <chunk>" before it is yielded, and
-"closed" when the generator ends, however it ends.
+Input: {"chunks": [str, ...], "gates": [path, ...] (optional), "fail": "before" | "after"
+(optional), "log": path (optional)}. Before chunk i (i >= 1) it waits for gates[i - 1], if
+there is one, so a test decides when each chunk after the first is produced. fail="before"
+raises before the first chunk, fail="after" right after it (past the first gate). With "log",
+each chunk is logged as "yield <chunk>" before it is yielded, and "closed" when the generator
+ends, however it ends.
 """
 
 import time
@@ -17,24 +18,26 @@ def _log(path, line):
             f.write(line + "\n")
 
 
+def _wait_for(gate):
+    deadline = time.monotonic() + 60  # a safety net: a test that forgets a gate fails, not hangs
+    while not Path(gate).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the gate {gate} never opened")
+        time.sleep(0.005)
+
+
 class Model:
     def predict(self, model_input):
-        chunks, gate, fail = model_input["chunks"], model_input.get("gate"), model_input.get("fail")
+        chunks, gates, fail = model_input["chunks"], model_input.get("gates", []), model_input.get("fail")
         log = model_input.get("log")
         try:
             if fail == "before":
                 raise RuntimeError("the tokenizer is missing")
-            _log(log, f"yield {chunks[0]}")
-            yield chunks[0]
-            if gate:
-                deadline = time.monotonic() + 60
-                while not Path(gate).exists():
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"the gate {gate} never opened")
-                    time.sleep(0.005)
-            if fail == "after":
-                raise RuntimeError("the decoder fell over")
-            for chunk in chunks[1:]:
+            for i, chunk in enumerate(chunks):
+                if 0 < i <= len(gates):
+                    _wait_for(gates[i - 1])
+                if i == 1 and fail == "after":
+                    raise RuntimeError("the decoder fell over")
                 _log(log, f"yield {chunk}")
                 yield chunk
         finally:
