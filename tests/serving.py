@@ -12,6 +12,7 @@ The ``serve`` fixture in ``conftest.py`` wraps :func:`start` and stops whatever 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import http.client
 import os
@@ -173,6 +174,8 @@ def start(bundle: str | Path, *args: str, wait: Wait = "ready", timeout: float =
     fd, name = tempfile.mkstemp(prefix="kingpost-serve-", suffix=".stderr", dir=stderr_dir)
     os.close(fd)
     stderr_path = Path(name)
+    if stderr_dir is None:  # readable until the test process ends, then gone
+        atexit.register(stderr_path.unlink, missing_ok=True)
     command = [sys.executable, "-m", "kingpost", "serve", str(bundle), "--host", "127.0.0.1", "--port", "0", *args]
     with stderr_path.open("wb") as err:
         # A process group of its own: a SIGINT meant for pytest does not reach it, and kill() reaches the workers.
@@ -222,5 +225,3 @@ def serving(bundle: str | Path, *args: str, **kwargs: Any) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
-        if kwargs.get("stderr_dir") is None:
-            server.stderr_path.unlink(missing_ok=True)
