@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -13,6 +14,7 @@ from kingpost._yaml import read_yaml
 from kingpost.config import Config, load_config
 from kingpost.errors import BundleError, ConfigError
 from kingpost.loader import require_model_file
+from kingpost.predictor import ChunkStream
 from kingpost.runtime import Runtime
 from kingpost.types import State
 
@@ -63,8 +65,8 @@ class Bundle:
         runtime = self._started()
         value = self._input(model_input, example)
         result = _LOOP.call(runtime.predict(value))
-        if runtime.streams:
-            return _sync_chunks(result)
+        if type(result) is ChunkStream:
+            return Chunks(result)
         return result
 
     async def apredict(self, model_input: Any = None, *, example: str | None = None) -> Any:
@@ -72,7 +74,7 @@ class Bundle:
         runtime = await asyncio.wrap_future(_LOOP.submit(self._astarted()))
         value = self._input(model_input, example)
         result = await asyncio.wrap_future(_LOOP.submit(runtime.predict(value)))
-        if runtime.streams:
+        if type(result) is ChunkStream:
             return _async_chunks(result)
         return result
 
@@ -158,15 +160,35 @@ class _LoopThread:
 _LOOP = _LoopThread()
 
 
-def _sync_chunks(stream: Any) -> Iterator[Any]:
-    try:
-        while True:
-            try:
-                yield _LOOP.call(stream.__anext__())
-            except StopAsyncIteration:
-                return
-    finally:
-        _LOOP.call(stream.aclose())
+class Chunks(Iterator[Any]):
+    """The chunks of a streaming predict, for sync callers; ``close()`` abandons the rest."""
+
+    def __init__(self, stream: ChunkStream) -> None:
+        self._stream = stream
+        self._closed = False
+
+    def __next__(self) -> Any:
+        if self._closed:
+            raise StopIteration
+        try:
+            return _LOOP.call(self._stream.__anext__())
+        except StopAsyncIteration:
+            self.close()
+            raise StopIteration from None
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            _LOOP.call(self._stream.aclose())
+
+    def __del__(self) -> None:  # abandoned unread: free the predict slot, without waiting (may run at exit)
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(Exception):
+                _LOOP.submit(self._stream.aclose())
 
 
 async def _async_chunks(stream: Any) -> Any:

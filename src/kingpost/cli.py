@@ -111,6 +111,7 @@ def predict(directory: Path, data: str | None, file: Path | None, example: str |
     if isolated:
         _run_isolated(directory)
     import kingpost
+    from kingpost.bundle import Chunks
     from kingpost.codecs import decode_json, encode_json
 
     bundle = kingpost.load(directory, secrets_dir=secrets_dir)
@@ -126,7 +127,7 @@ def predict(directory: Path, data: str | None, file: Path | None, example: str |
             _fail(f"{source}: {str(exc).replace('the request body', 'the input')}")
         result = bundle.predict(model_input)
     out = sys.stdout.buffer
-    if bundle.streams:
+    if isinstance(result, Chunks):
         for chunk in result:
             out.write(chunk.encode() if isinstance(chunk, str) else chunk if isinstance(chunk, bytes)
                       else encode_json(chunk) + b"\n")

@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from types import AsyncGeneratorType, GeneratorType
 from typing import Any
 
 from kingpost.config import Batching
@@ -28,14 +29,20 @@ _END = object()
 class Job:
     """One request's trip through predict."""
 
-    __slots__ = ("cancelled", "deadline", "enqueued", "future", "input")
+    __slots__ = ("cancelled", "deadline", "enqueued", "future", "gone", "input")
 
-    def __init__(self, value: Any, future: asyncio.Future[Any], deadline: float | None) -> None:
+    def __init__(self, value: Any, future: asyncio.Future[Any], deadline: float | None,
+                 gone: Callable[[], bool] | None = None) -> None:
         self.input = value
         self.future = future
         self.deadline = deadline
+        self.gone = gone  # the front door's "has the client gone away?", asked before predict runs
         self.cancelled = False
         self.enqueued = 0.0
+
+
+class ClientGone(Exception):
+    """The caller went away before predict started; the request was dropped."""
 
 
 class _Failure:
@@ -132,7 +139,9 @@ class _Predictor:
                                  f"(runtime.max_queue is {self._max_queue}); retry shortly.")
 
     def _live(self, job: Job, now: float) -> bool:
-        if job.cancelled:
+        if job.cancelled or (job.gone is not None and job.gone()):
+            job.cancelled = True
+            self._fail(job, ClientGone())
             return False
         if job.deadline is not None and now > job.deadline:
             self._stats.timed_out += 1
@@ -232,7 +241,7 @@ class ThreadPredictor(_Predictor):
         start = time.perf_counter()
         try:
             output = self._fn(job.input)
-            if self._streams:
+            if self._streams or type(output) is GeneratorType:  # Truss streams a returned generator too
                 self._pump(job, output)
             else:
                 self._deliver(job, output)
@@ -343,7 +352,11 @@ class AsyncPredictor(_Predictor):
             if self._streams:
                 await self._pump(job, self._fn(job.input))
             else:
-                self._deliver(job, await self._fn(job.input))
+                output = await self._fn(job.input)
+                if type(output) is AsyncGeneratorType:  # Truss streams a returned generator too
+                    await self._pump(job, output)
+                else:
+                    self._deliver(job, output)
         except Exception as exc:  # noqa: BLE001
             self._fail(job, user_error("predict", exc))
         finally:

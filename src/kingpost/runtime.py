@@ -22,8 +22,8 @@ from typing import Any
 from kingpost import loader
 from kingpost._threads import ElasticPool
 from kingpost.config import Config
-from kingpost.errors import DeadlineExceeded, KingpostError, ModelLoadError, NotReadyError
-from kingpost.predictor import AsyncPredictor, Job, ThreadPredictor, user_error
+from kingpost.errors import DeadlineExceeded, KingpostError, ModelError, ModelLoadError, NotReadyError
+from kingpost.predictor import AsyncPredictor, ChunkStream, Job, ThreadPredictor, user_error
 from kingpost.secrets import SecretStore
 from kingpost.stats import RuntimeStats
 from kingpost.types import HookKind, State
@@ -79,14 +79,19 @@ class Runtime:
     def name(self) -> str:
         return self.config.model_name or self.root.name
 
-    async def predict(self, model_input: Any) -> Any:
-        """Run one request through the model; a streaming predict returns an async iterator of chunks."""
+    async def predict(self, model_input: Any, *, gone: Callable[[], bool] | None = None) -> Any:
+        """Run one request through the model; a streaming predict returns a :class:`ChunkStream`.
+
+        ``gone`` is the front door's "has the caller gone away?": asked just before predict would
+        run, so an abandoned request never takes the predict slot.
+        """
         if self.state is not State.READY:
             raise NotReadyError(self._not_ready_reason())
         if self._timeout is None:
-            return await self._run(model_input, None)
+            return await self._run(model_input, None, gone)
         try:
-            return await asyncio.wait_for(self._run(model_input, time.monotonic() + self._timeout), self._timeout)
+            return await asyncio.wait_for(self._run(model_input, time.monotonic() + self._timeout, gone),
+                                          self._timeout)
         except asyncio.TimeoutError:
             self.stats.timed_out += 1
             raise DeadlineExceeded(f"the request took longer than runtime.request_timeout_s "
@@ -116,7 +121,7 @@ class Runtime:
 
     # -- the request path -------------------------------------------------------------------
 
-    async def _run(self, value: Any, deadline: float | None) -> Any:
+    async def _run(self, value: Any, deadline: float | None, gone: Callable[[], bool] | None) -> Any:
         predictor = self._predictor
         assert predictor is not None and self._loop is not None
         predictor.admit()
@@ -124,7 +129,7 @@ class Runtime:
         try:
             if self._preprocess is not None:
                 value = await self._preprocess(value)
-            job = Job(value, self._loop.create_future(), deadline)
+            job = Job(value, self._loop.create_future(), deadline, gone)
             predictor.submit(job)
             try:
                 value = await job.future
@@ -132,6 +137,10 @@ class Runtime:
                 job.cancelled = True
                 raise
             if self._postprocess is not None:
+                if type(value) is ChunkStream:
+                    await value.aclose()
+                    raise ModelError("predict", "predict returned a generator, so its output streams, and a "
+                                                "streaming predict cannot have a postprocess")
                 value = await self._postprocess(value)
             return value
         finally:

@@ -21,8 +21,10 @@ from typing import Any
 
 from kingpost import codecs
 from kingpost.errors import ModelLoadError, PayloadTooLargeError
+from kingpost.predictor import ChunkStream, ClientGone
 from kingpost.runtime import Runtime
 from kingpost.server import openapi
+from kingpost.server.accesslog import AccessLog
 from kingpost.server.http import METHOD_NOT_ALLOWED, NOT_FOUND, Headers, error_answer, status_of
 from kingpost.server.metrics import ServerMetrics
 from kingpost.types import State
@@ -33,7 +35,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 logger = logging.getLogger("kingpost.server")
-access_logger = logging.getLogger("kingpost.access")
 
 _JSON = b"application/json"
 _MSGPACK = b"application/msgpack"
@@ -49,11 +50,18 @@ class App:
     """Serve one runtime. The model loads in the background once the server starts (lifespan)."""
 
     def __init__(self, runtime: Runtime, *, debug: bool = False, access_log: bool = True,
-                 load_before_serving: bool = False,
+                 load_before_serving: bool = False, on_uvicorn: bool = False,
                  on_load_failure: Callable[[ModelLoadError], None] | None = None) -> None:
+        """Serve ``runtime``.
+
+        ``on_uvicorn`` says the app runs on uvicorn (``kingpost serve``): a client's disconnect is
+        then read from uvicorn's request cycle instead of a watcher task per request. Other hosts
+        (Ray Serve's proxy) get the portable watcher.
+        """
         self.runtime = runtime
         self.debug = debug
-        self.access_log = access_log
+        self.access_log = AccessLog() if access_log else None
+        self._uvicorn = on_uvicorn
         self.load_before_serving = load_before_serving
         self.on_load_failure = on_load_failure
         self.metrics = ServerMetrics(runtime.stats)
@@ -139,16 +147,23 @@ class App:
             request_id = self._id_prefix + str(next(self._ids))
         binary = content_type is not None and codecs.wants_msgpack(content_type)
         watcher: asyncio.Task[None] | None = None
+        gone: Callable[[], bool] | None = None
         status = 200
         try:
             body = await self._read_body(receive, length)
             model_input = codecs.decode_msgpack(body) if binary else codecs.decode_json(body)
-            watcher = _watch_disconnect(receive)
-            result = await self.runtime.predict(model_input)
-            if not self.runtime.streams:  # the watcher is needed while waiting and while streaming only
-                watcher.cancel()
-            if self.runtime.streams:
-                await self._stream(send, result, accept, watcher)
+            if self._uvicorn:
+                cycle = receive.__self__  # type: ignore[attr-defined]
+                gone = lambda: cycle.disconnected  # noqa: E731 - asked once, before predict runs
+                result = await self.runtime.predict(model_input, gone=gone)
+            else:
+                watcher = _watch_disconnect(receive)
+                gone = watcher.done
+                result = await self.runtime.predict(model_input)
+            if watcher is not None and type(result) is not ChunkStream:
+                watcher.cancel()  # the watcher is needed while waiting and while streaming only
+            if type(result) is ChunkStream:
+                await self._stream(send, result, accept, gone)
             elif binary:
                 # Truss answers msgpack as application/octet-stream; its clients may check for that type.
                 octet = content_type is not None and content_type.partition(b";")[0].strip().lower() == _OCTET
@@ -156,7 +171,7 @@ class App:
                 await _respond(send, 200, codecs.encode_msgpack(result), media)
             else:
                 await _respond(send, 200, codecs.encode_json(result), _JSON)
-        except _Gone:
+        except (_Gone, ClientGone):
             status = 499
         except asyncio.CancelledError:
             if watcher is None or watcher.cancelled() or not watcher.done():
@@ -171,9 +186,8 @@ class App:
         elapsed = time.perf_counter() - start
         self.metrics.responses["predict", status] += 1
         self.metrics.latency.observe(elapsed)
-        if self.access_log:
-            access_logger.info('%s "%s %s" %d %.1fms', _client(scope), scope["method"], scope["path"], status,
-                               elapsed * 1000)
+        if self.access_log is not None:
+            self.access_log.add(_client(scope), scope["method"], scope["path"], status, elapsed)
 
     async def _read_body(self, receive: Receive, length: int) -> bytes:
         limit = self.max_bytes
@@ -205,7 +219,7 @@ class App:
         found = f"more than {size}" if more else str(size)
         return (f"the request body is {found} bytes; runtime.max_request_bytes allows {self.max_bytes}.")
 
-    async def _stream(self, send: Send, stream: Any, accept: bytes | None, watcher: asyncio.Task[None]) -> None:
+    async def _stream(self, send: Send, stream: ChunkStream, accept: bytes | None, gone: Callable[[], bool]) -> None:
         """Answer a streaming predict: chunked by default, SSE on request, gathered for plain JSON."""
         try:
             if accept is not None and accept.strip().lower() == _JSON:
@@ -226,7 +240,7 @@ class App:
                 await send({"type": "http.response.body", "body": encode(first), "more_body": True})
                 try:
                     async for chunk in iterator:
-                        if watcher.done():
+                        if gone():
                             break
                         await send({"type": "http.response.body", "body": encode(chunk), "more_body": True})
                 except Exception as exc:
@@ -253,6 +267,8 @@ class App:
                         self.load_task = asyncio.get_running_loop().create_task(self._load())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.access_log is not None:
+                    self.access_log.flush()
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -70,7 +70,6 @@ class _Server(uvicorn.Server):
 
 
 def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving: bool) -> int:
-    _configure_access_log(options.access_log)
     runtime = Runtime(options.directory, load_config(options.directory), secrets_dir=options.secrets_dir)
     status = {"code": 0}
     server: _Server | None = None
@@ -81,7 +80,7 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
         if server is not None:
             server.should_exit = True
 
-    app = App(runtime, debug=options.debug, access_log=options.access_log,
+    app = App(runtime, debug=options.debug, access_log=options.access_log, on_uvicorn=True,
               load_before_serving=load_before_serving, on_load_failure=on_load_failure)
     config = uvicorn.Config(app, lifespan="on", access_log=False, log_config=None,
                             timeout_graceful_shutdown=int(options.grace_period) or 1, server_header=False,
@@ -89,18 +88,6 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
     server = _Server(config)
     server.run(sockets=[sock])
     return status["code"]
-
-
-def _configure_access_log(enabled: bool) -> None:
-    access = logging.getLogger("kingpost.access")
-    if enabled and not access.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        access.addHandler(handler)
-        access.setLevel(logging.INFO)
-        access.propagate = False
-    elif not enabled:
-        access.disabled = True
 
 
 def _bind(host: str, port: int) -> socket.socket:
