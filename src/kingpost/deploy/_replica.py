@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ray import serve
+from ray.exceptions import TaskCancelledError
 
 from kingpost.config import load_config
 from kingpost.errors import NotReadyError
+from kingpost.predictor import ChunkStream
 from kingpost.runtime import Runtime
 
 
@@ -46,7 +48,7 @@ class KingpostReplica:
         from kingpost.server.app import App
 
         # The model is loaded already; App's lifespan shutdown stops the runtime.
-        return _without_root_path(App(self._runtime, access_log=False))
+        return _adapt(App(self._runtime, access_log=False))
 
     async def check_health(self) -> None:
         """Serve's periodic health check: Serve replaces a replica that fails it."""
@@ -56,7 +58,7 @@ class KingpostReplica:
     async def predict(self, model_input: Any) -> Any:
         """For a DeploymentHandle: ``await handle.predict.remote(x)`` (a model that does not stream)."""
         output = await self._runtime.predict(model_input)
-        if self._runtime.streams:
+        if type(output) is ChunkStream:
             await output.aclose()
             raise TypeError(f"{self._runtime.name} streams its output: call "
                             "handle.options(stream=True).stream.remote(x) instead of predict.")
@@ -68,7 +70,7 @@ class KingpostReplica:
         A model that does not stream yields its whole output as one chunk.
         """
         output = await self._runtime.predict(model_input)
-        if not self._runtime.streams:
+        if type(output) is not ChunkStream:
             yield output
             return
         try:
@@ -82,13 +84,26 @@ class KingpostReplica:
             shutil.rmtree(self._unpacked, ignore_errors=True)
 
 
-def _without_root_path(app: Any) -> Any:
-    """Serve hands an app mounted at a route prefix the full path and the prefix as root_path."""
+def _adapt(app: Any) -> Any:
+    """Serve's ASGI differs from a server's in two ways that matter to kingpost's app.
+
+    Mounted at a route prefix, the app gets the full path with the prefix as ``root_path``; and a
+    client that goes away shows up as ``TaskCancelledError`` raised by ``receive()`` rather than an
+    ``http.disconnect`` message.
+    """
 
     async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
         root = scope.get("root_path")
         if root and scope["type"] == "http" and scope["path"].startswith(root):
             scope = {**scope, "path": scope["path"][len(root):] or "/"}
-        await app(scope, receive, send)
+
+        async def receive_or_disconnect() -> dict[str, Any]:
+            try:
+                message: dict[str, Any] = await receive()
+            except TaskCancelledError:
+                return {"type": "http.disconnect"}
+            return message
+
+        await app(scope, receive_or_disconnect, send)
 
     return asgi
