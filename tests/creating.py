@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+
 from serving import serving
 
 _SCRIPT = """\

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from creating import assert_close, predict_fresh, predict_http, ruff_clean
 
 import kingpost
+from creating import assert_close, predict_fresh, predict_http, ruff_clean
 
 np = pytest.importorskip("numpy")
 lgb = pytest.importorskip("lightgbm", reason="lightgbm is not installed (pip install 'kingpost[lightgbm]')")

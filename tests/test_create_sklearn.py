@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 import yaml
-from creating import assert_close, predict_fresh, predict_http, ruff_clean
 
 import kingpost
+from creating import assert_close, predict_fresh, predict_http, ruff_clean
 
 np = pytest.importorskip("numpy")
 pytest.importorskip("sklearn", reason="scikit-learn is not installed (pip install 'kingpost[sklearn]')")
@@ -139,4 +139,5 @@ def test_named_columns_take_records(tmp_path: Path, load: Any) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "X does not have valid feature names"
         output = load(tmp_path / "named").predict({"inputs": records})
-    assert_close(output, {"predictions": model.predict(frame.iloc[:3]), "probabilities": model.predict_proba(frame.iloc[:3])})
+    first = frame.iloc[:3]
+    assert_close(output, {"predictions": model.predict(first), "probabilities": model.predict_proba(first)})

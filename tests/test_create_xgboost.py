@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 import yaml
-from creating import assert_close, predict_fresh, predict_http, ruff_clean
 
 import kingpost
+from creating import assert_close, predict_fresh, predict_http, ruff_clean
 
 np = pytest.importorskip("numpy")
 xgb = pytest.importorskip("xgboost", reason="xgboost is not installed (pip install 'kingpost[xgboost]')")

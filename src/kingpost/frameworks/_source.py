@@ -254,14 +254,13 @@ def _referenced_names(obj: Any, node: ast.AST) -> tuple[set[str], set[str]]:
         names.update(n.id for n in ast.walk(expr) if isinstance(n, ast.Name))
     annotations: set[str] = set()
     for child in ast.walk(node):
+        annotation: ast.expr | None = None
         if isinstance(child, ast.arg | ast.AnnAssign):
-            expr = child.annotation
+            annotation = child.annotation
         elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-            expr = child.returns
-        else:
-            continue
-        if expr is not None:
-            annotations.update(n.id for n in ast.walk(expr) if isinstance(n, ast.Name))
+            annotation = child.returns
+        if annotation is not None:
+            annotations.update(n.id for n in ast.walk(annotation) if isinstance(n, ast.Name))
     return names, annotations
 
 

@@ -77,7 +77,8 @@ def render(artifact: Artifact, hooks: Hooks) -> str:
     for line in (line for entry in artifact.imports for line in entry.strip("\n").splitlines()):
         if not line or line not in own:
             own.append(line)
-    imports = ["from __future__ import annotations", "", *own, *(line for line in sorted(user.imports.values(), key=_import_order) if line not in own)]
+    theirs = [line for line in sorted(user.imports.values(), key=import_order) if line not in own]
+    imports = ["from __future__ import annotations", "", *own, *theirs]
     doc = "\n\n".join(textwrap.fill(p, 100) for p in artifact.doc.strip().split("\n\n"))
     header = [f'"""{artifact.summary}, saved by kingpost.create.\n\n{doc}\n\n'
               'This file is yours: edit it as you like. config.yaml pins the packages it needs.\n"""',
@@ -129,7 +130,7 @@ def _literal(value: Any) -> str:
     return pprint.pformat(value, width=100, sort_dicts=False)
 
 
-def _import_order(line: str) -> tuple[bool, str]:
+def import_order(line: str) -> tuple[bool, str]:
     return line.startswith("from "), line
 
 
