@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -40,6 +41,7 @@ _JSON = b"application/json"
 _MSGPACK = b"application/msgpack"
 _OCTET = b"application/octet-stream"
 _OK = b'{"status":"ok"}'
+_SHUTTING_DOWN = b'{"error":"the server is shutting down and stopped this request; retry."}'
 
 
 class _Gone(Exception):
@@ -174,9 +176,12 @@ class App:
         except (_Gone, ClientGone):
             status = 499
         except asyncio.CancelledError:
-            if watcher is None or watcher.cancelled() or not watcher.done():
+            if watcher is not None and watcher.done() and not watcher.cancelled():
+                status = 499  # the watcher cancelled us: the client disconnected
+            else:  # the server gave up on us (past --grace-period): say so in JSON, then stop
+                with contextlib.suppress(Exception):
+                    await _respond(send, 503, _SHUTTING_DOWN, _JSON, [(b"retry-after", b"1")])
                 raise
-            status = 499  # the watcher cancelled us: the client disconnected
         except Exception as exc:  # noqa: BLE001 - every error becomes an answer; the server keeps serving
             status, err_body, headers = error_answer(exc, request_id, debug=self.debug)
             await _respond(send, status, err_body, _JSON, headers)
