@@ -70,6 +70,9 @@ class _Server(uvicorn.Server):
 
 
 def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving: bool) -> int:
+    # Python hands the GIL to a waiting thread only every switch interval (5 ms by default). A
+    # predict thread that wakes while the event loop is busy would idle the model that long.
+    sys.setswitchinterval(float(os.environ.get("KINGPOST_SWITCH_INTERVAL", "0.0005")))
     runtime = Runtime(options.directory, load_config(options.directory), secrets_dir=options.secrets_dir)
     status = {"code": 0}
     server: _Server | None = None
