@@ -152,6 +152,8 @@ def bench(args) -> int:
         wrk_prefix=pinned(args.wrk_core, args.nice),
         freeze=not args.no_freeze,
         in_netns=os.environ.get(IN_NETNS_ENV) == "1",
+        nice=args.nice,
+        wrk_core=args.wrk_core,
     )
     with tempfile.TemporaryDirectory(prefix="kingpost-bench-") as tmp:
         for case in (CASES[c] for c in args.case_list):
@@ -188,6 +190,7 @@ def bench(args) -> int:
         "rounds": args.rounds,
         "concurrency": args.levels,
         "server_core": args.server_core,
+        "case_server_cores": {c: CASES[c].server_cores for c in args.case_list if CASES[c].server_cores},
         "nice": args.nice,
         "loadavg_end": Path("/proc/loadavg").read_text().split()[:3],
         "wrk_core": args.wrk_core,
@@ -215,7 +218,7 @@ def main(argv: list[str]) -> int:
         for case in CASES.values():
             print(f"case {case.name:<10} {case.description}  [servers: {', '.join(case.servers)}]")
         for server in SERVERS.values():
-            print(f"server {server.name:<14} {server.note}")
+            print(f"server {server.name:<17} {server.note}")
         return 0
     cases = [CASES[c] for c in args.case_list]
     if args.setup:

@@ -40,10 +40,22 @@ class Case:
     servers: tuple[str, ...] = ("kingpost", "bare", "truss", "litserve")
     # Extra command-line arguments per server, e.g. {"kingpost": ("--workers", "2")}.
     server_args: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The bundle directory under bench/bundles/ ("" : the case's name), and per-server overrides,
+    # e.g. {"kingpost-batched": "matmul-batched"}. Truss always serves the default bundle.
+    bundle_dir: str = ""
+    server_bundles: dict[str, str] = field(default_factory=dict)
+    # Cores the servers may use (taskset -c list, e.g. "0,1"); None: the --server-core option.
+    server_cores: str | None = None
+    # Ratio lines between two servers: (numerator, denominator, target or None), e.g.
+    # ("kingpost-batched", "kingpost", 5.0); the target is judged at target_concurrency.
+    speedups: tuple[tuple[str, str, float | None], ...] = ()
 
     @property
     def bundle(self) -> Path:
-        return BUNDLES / self.name
+        return BUNDLES / (self.bundle_dir or self.name)
+
+    def bundle_for(self, server: str) -> Path:
+        return BUNDLES / self.server_bundles[server] if server in self.server_bundles else self.bundle
 
     @property
     def response(self) -> Any:

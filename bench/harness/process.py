@@ -56,9 +56,19 @@ def core_busy_seconds(core: int) -> float:
     raise RuntimeError(f"no cpu{core} in /proc/stat")
 
 
-def pinned(core: int, nice: int = 0) -> list[str]:
-    """Command prefix that runs a command (and its children) on one core, at a nice level."""
-    return ["taskset", "-c", str(core)] + (["nice", "-n", str(nice)] if nice else [])
+def pinned(cores: int | str, nice: int = 0) -> list[str]:
+    """Command prefix that runs a command (and its children) on one core (or a taskset -c list such
+    as "0,1"), at a nice level."""
+    return ["taskset", "-c", str(cores)] + (["nice", "-n", str(nice)] if nice else [])
+
+
+def core_list(cores: str) -> list[int]:
+    """ "0,2-3" -> [0, 2, 3] (taskset -c syntax)."""
+    out: list[int] = []
+    for part in cores.split(","):
+        first, _, last = part.strip().partition("-")
+        out.extend(range(int(first), int(last or first) + 1))
+    return out
 
 
 class ServerProcess:

@@ -129,8 +129,29 @@ def ratio_lines(case: Case, rows: list[Summary]) -> list[str]:
                     text += f" (target >= {case.limit_target:.0%}: {_verdict(frac, case.limit_target)})"
                 fractions.append(text)
             lines.append(f"{case.name} c={conc}: " + ", ".join(fractions) + f" of the {case.limit_rps:g} req/s limit")
+        lines += _speedup_lines(case, by, conc)
     if by and not measured:
         lines.append(f"{case.name}: {SUBJECT} not measured; the ratios are relative to bare")
+    return lines
+
+
+def _speedup_lines(case: Case, by: dict[tuple[str, int], Summary], conc: int) -> list[str]:
+    """Case.speedups: `batched c=64: kingpost-batched/kingpost = 7.9x req/s (target >= 5: met);
+    p50 270 -> 31 ms, p99 290 -> 45 ms; CPU µs/req 640 -> 180`."""
+    lines = []
+    for num, den, target in case.speedups:
+        a, b = by.get((num, conc)), by.get((den, conc))
+        if a is None or b is None or b.rps <= 0:
+            continue
+        ratio = a.rps / b.rps
+        text = f"{case.name} c={conc}: {num}/{den} = {ratio:.1f}x req/s"
+        if target is not None and conc == case.target_concurrency:
+            text += f" (target >= {target:g}: {_verdict(ratio, target)})"
+        text += (
+            f"; p50 {b.p50_ms:.3g} -> {a.p50_ms:.3g} ms, p99 {b.p99_ms:.3g} -> {a.p99_ms:.3g} ms"
+            f"; CPU µs/req {b.cpu_us_per_req:.0f} -> {a.cpu_us_per_req:.0f}"
+        )
+        lines.append(text)
     return lines
 
 

@@ -70,21 +70,23 @@ def _kingpost_check(case: Case) -> str | None:
         except (OSError, subprocess.TimeoutExpired) as exc:
             reason = f"`python -m kingpost serve --help` did not run: {exc}"
         _kingpost_checked["serve"] = reason
-    return _kingpost_checked["serve"] or _bundle_check(case)
+    return _kingpost_checked["serve"]
 
 
-def _bundle_check(case: Case) -> str | None:
-    return None if (case.bundle / "config.yaml").is_file() else f"no bundle at {case.bundle}"
+def _bundle_check(bundle: Path) -> str | None:
+    return None if (bundle / "config.yaml").is_file() else f"no bundle at {bundle}"
 
 
-def kingpost(name: str = "kingpost", extra: tuple[str, ...] = ()) -> Server:
+def kingpost(name: str = "kingpost", extra: tuple[str, ...] = (), note: str = "") -> Server:
+    """`kingpost serve` of the case's bundle for this server (Case.bundle_for(name))."""
+
     def launch(case: Case, port: int) -> Launch:
         argv = [
             str(DEV_PYTHON),
             "-m",
             "kingpost",
             "serve",
-            str(case.bundle),
+            str(case.bundle_for(name)),
             "--host",
             "127.0.0.1",
             "--port",
@@ -94,8 +96,11 @@ def kingpost(name: str = "kingpost", extra: tuple[str, ...] = ()) -> Server:
         ]
         return Launch(argv)
 
-    note = f"`kingpost serve {' '.join(extra)}`" if extra else "`kingpost serve` defaults"
-    return Server(name, note, *TRUSS_PATHS, launch, _kingpost_check)
+    def check(case: Case) -> str | None:
+        return _kingpost_check(case) or _bundle_check(case.bundle_for(name))
+
+    note = note or (f"`kingpost serve {' '.join(extra)}`" if extra else "`kingpost serve` defaults")
+    return Server(name, note, *TRUSS_PATHS, launch, check)
 
 
 # --- bare ASGI ------------------------------------------------------------------------------
@@ -135,7 +140,7 @@ def _truss_check(case: Case) -> str | None:
         return "bench/.venvs/truss-server is missing; run `python bench/run.py --setup`"
     if not truss_context.context_dir(case).is_dir():
         return f"no Truss build context for {case.name}; run `python bench/run.py --setup`"
-    return _bundle_check(case)
+    return _bundle_check(case.bundle)
 
 
 def _truss_launch(case: Case, port: int) -> Launch:
@@ -185,7 +190,9 @@ SERVERS: dict[str, Server] = {
     for server in [
         kingpost(),
         kingpost("kingpost-quiet", ("--no-access-log",)),  # as bare and litserve: no access log
-        # kingpost("kingpost-w2", ("--workers", "2")),  # for the planned "workers" case
+        kingpost("kingpost-w2", ("--workers", "2")),  # the workers case
+        # The batched case's runtime.batching bundle (Case.server_bundles); elsewhere the case's bundle.
+        kingpost("kingpost-batched", note="`kingpost serve` defaults, of the case's batched bundle"),
         Server(
             "bare",
             "bare ASGI + orjson on uvicorn --loop uvloop --http httptools, no access log",
@@ -204,6 +211,7 @@ SERVERS: dict[str, Server] = {
         litserve(note="; pipeline with enable_async=True"),
         litserve("litserve-sync", "; pipeline as a plain sync LitAPI (no enable_async)"),
         litserve("litserve-zmq", "; fast_queue=True (ZeroMQ)", ("--fast-queue",), app="litserve"),
+        litserve("litserve-batched", "; LitAPI(max_batch_size=32, batch_timeout=0.005) with batch/unbatch"),
     ]
 }
 DEFAULT_SERVERS = ("kingpost", "bare", "truss", "litserve")

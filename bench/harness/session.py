@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import resource
 import socket
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from . import wrk
 from .cases import Case
-from .process import ServerProcess, core_busy_seconds, post_json
+from .process import ServerProcess, core_busy_seconds, core_list, pinned, post_json
 from .report import Round
 from .servers import SERVERS, Server
 
@@ -27,6 +28,15 @@ class Settings:
     wrk_prefix: list[str]  # the same for wrk
     freeze: bool  # SIGSTOP the servers not being measured
     in_netns: bool
+    nice: int = 0
+    wrk_core: int = 1
+
+    def server_cores(self, case: Case) -> list[int]:
+        """The cores case's servers run on: Case.server_cores, else --server-core."""
+        return core_list(case.server_cores) if case.server_cores else [self.server_core]
+
+    def prefix_for(self, case: Case) -> list[str]:
+        return pinned(case.server_cores, self.nice) if case.server_cores else self.server_prefix
 
 
 @dataclass
@@ -58,7 +68,7 @@ def start(case: Case, names: list[str], settings: Settings, logdir: Path, skippe
             continue
         port = _free_port()
         proc = ServerProcess(
-            name, server.launch(case, port), logdir / f"{case.name}-{name}.log", settings.server_prefix
+            name, server.launch(case, port), logdir / f"{case.name}-{name}.log", settings.prefix_for(case)
         )
         started.append(Running(server, f"http://127.0.0.1:{port}", proc))
     ready = []
@@ -90,13 +100,26 @@ def _running(proc: ServerProcess, freeze: bool) -> Iterator[None]:
             proc.pause()
 
 
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cores_busy_seconds(cores: list[int]) -> float:
+    return sum(core_busy_seconds(core) for core in cores)
+
+
 def _one_round(case: Case, run: Running, conc: int, index: int, settings: Settings, script: Path) -> Round:
+    cores = settings.server_cores(case)
     with _running(run.proc, settings.freeze):
-        cpu0, core0 = run.proc.cpu_seconds(), core_busy_seconds(settings.server_core)
+        cpu0, core0, wrk0 = run.proc.cpu_seconds(), _cores_busy_seconds(cores), _children_cpu_seconds()
         res = wrk.run(run.base + run.server.predict_path, script, conc, settings.duration, settings.wrk_prefix)
         cpu = run.proc.cpu_seconds() - cpu0
-        other = max(0.0, core_busy_seconds(settings.server_core) - core0 - cpu)
-    other_pct = 100 * other / res.seconds if res.seconds else 0.0
+        busy = _cores_busy_seconds(cores) - core0
+        # wrk (the only child reaped meanwhile) is not "other" work when it shares the servers' cores.
+        wrk_cpu = _children_cpu_seconds() - wrk0 if settings.wrk_core in cores else 0.0
+        other = max(0.0, busy - cpu - wrk_cpu)
+    other_pct = 100 * other / (res.seconds * len(cores)) if res.seconds else 0.0
     cpu_us = cpu * 1e6 / res.requests if res.requests else float("nan")
     log(
         f"[{case.name}] c={conc:<3} round {index}/{settings.rounds} {run.server.name:<15}"
