@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import litserve as ls
+# As bundles/matmul's config.yaml: one BLAS thread (set before numpy is imported).
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import litserve as ls  # noqa: E402
 
 
 class EchoAPI(ls.LitAPI):
@@ -76,6 +81,52 @@ class PipelineSyncAPI(EchoAPI):
         return x
 
 
+def _matmul_weights():
+    """The W of bundles/matmul (see its model.py): 512x512 float32 of small integers."""
+    import numpy as np
+
+    i = np.arange(512)[:, None]
+    j = np.arange(512)[None, :]
+    return ((i * j * 7919 + i * 31 + j * 17) % 4093 % 7 - 3).astype(np.float32)
+
+
+class MatmulAPI(ls.LitAPI):
+    """bundles/matmul: x @ W, then 4 ms standing for an accelerator's fixed cost per call.
+
+    LitServe's default loop: decode_request, predict and encode_response in one inference worker.
+    """
+
+    def setup(self, device):
+        self._w = _matmul_weights()
+
+    def decode_request(self, request):
+        import numpy as np
+
+        return np.asarray(request["inputs"], dtype=np.float32)  # shape (512,)
+
+    def predict(self, x):
+        logits = x @ self._w
+        time.sleep(0.004)
+        return logits
+
+    def encode_response(self, output):
+        label = int(output.argmax())
+        return {"label": label, "score": float(output[label])}
+
+
+class MatmulBatchedAPI(MatmulAPI):
+    """bundles/matmul-batched the LitServe way: LitAPI(max_batch_size=32, batch_timeout=0.005) (set
+    in APIS); batch() stacks the decoded rows, predict runs once per batch, unbatch() splits it."""
+
+    def batch(self, inputs):
+        import numpy as np
+
+        return np.stack(inputs)  # (batch, 512)
+
+    def unbatch(self, output):
+        return list(output)
+
+
 def _sleep_then_return(seconds, value):
     time.sleep(seconds)
     return value
@@ -86,6 +137,9 @@ APIS = {
     "echo": (EchoAPI, {}),
     "pipeline": (PipelineAPI, {"enable_async": True}),
     "pipeline-sync": (PipelineSyncAPI, {}),
+    "matmul": (MatmulAPI, {}),
+    # LitServer(api, max_batch_size=..., batch_timeout=...) is deprecated since 0.2.x: on the LitAPI.
+    "matmul-batched": (MatmulBatchedAPI, {"max_batch_size": 32, "batch_timeout": 0.005}),
 }
 
 

@@ -62,6 +62,18 @@ class Case:
         return self.payload if self.expected is None else self.expected
 
 
+# The batched case: 512 quarters in, a fixed 512x512 matrix of small integers (the bundles' and
+# apps/litserve_app.py's weights()), so the logits are exact in float32 and computed here in pure
+# Python to check every server's answer.
+MATMUL_INPUT = [((k * 37) % 17 - 8) / 4 for k in range(512)]
+
+
+def _matmul_expected(x: list[float]) -> dict[str, Any]:
+    logits = [sum(x[i] * ((i * j * 7919 + i * 31 + j * 17) % 4093 % 7 - 3) for i in range(len(x))) for j in range(512)]
+    label = max(range(512), key=logits.__getitem__)  # the first maximum, as numpy's argmax
+    return {"label": label, "score": logits[label]}
+
+
 CASES: dict[str, Case] = {
     case.name: case
     for case in [
@@ -80,8 +92,18 @@ CASES: dict[str, Case] = {
             limit_rps=200.0,
             limit_target=0.95,
         ),
-        # Planned (others add them): "batched" (vectorized numpy model with runtime.batching),
-        # "workers" (CPU-bound predict; servers=("kingpost", "kingpost-w2")), "ray" (kingpost
-        # on Ray Serve; servers=("kingpost", "kingpost-ray")).
+        Case(
+            name="batched",
+            description="x @ W (512x512 float32) + 4 ms per predict call (an accelerator's fixed cost), "
+            "unbatched vs runtime.batching 32 / 5 ms",
+            payload={"inputs": MATMUL_INPUT},
+            expected=_matmul_expected(MATMUL_INPUT),
+            apps={"litserve": "matmul", "litserve-batched": "matmul-batched"},
+            bundle_dir="matmul",
+            server_bundles={"kingpost-batched": "matmul-batched"},
+            servers=("kingpost", "kingpost-batched", "litserve", "litserve-batched"),
+            speedups=(("kingpost-batched", "kingpost", 5.0), ("litserve-batched", "litserve", None)),
+        ),
+        # Planned: "ray" (kingpost on Ray Serve); for now bench/cases_ray.py runs on its own.
     ]
 }

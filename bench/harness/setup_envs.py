@@ -2,7 +2,7 @@
 
 bench/.venvs/truss         the truss CLI (builds contexts)
 bench/.venvs/truss-server  Truss's model server requirements, as its Dockerfile installs them
-bench/.venvs/litserve      litserve (uvicorn[standard] brings uvloop and httptools)
+bench/.venvs/litserve      litserve (uvicorn[standard] brings uvloop and httptools), numpy
 kingpost and the bare ASGI apps run from the dev venv (/work/main/.venv), which also needs wrk on
 PATH (Debian: apt-get install wrk).
 """
@@ -20,7 +20,7 @@ from .paths import DEV_PYTHON, DEV_UV, VENVS, venv_python
 VENV_PACKAGES = {
     "truss": ["truss"],
     "truss-server": [],  # filled from each build context's requirements.txt
-    "litserve": ["litserve"],
+    "litserve": ["litserve", "numpy"],  # numpy for the batched case
 }
 
 
