@@ -74,6 +74,8 @@ def _matmul_expected(x: list[float]) -> dict[str, Any]:
     return {"label": label, "score": logits[label]}
 
 
+WORKERS_N = 20_000  # predict's loop length: about 2 ms of one core
+
 CASES: dict[str, Case] = {
     case.name: case
     for case in [
@@ -103,6 +105,16 @@ CASES: dict[str, Case] = {
             server_bundles={"kingpost-batched": "matmul-batched"},
             servers=("kingpost", "kingpost-batched", "litserve", "litserve-batched"),
             speedups=(("kingpost-batched", "kingpost", 5.0), ("litserve-batched", "litserve", None)),
+        ),
+        Case(
+            name="workers",
+            description=f"pure-Python predict summing {WORKERS_N} squares (~2 ms holding the GIL), "
+            "1 vs 2 server processes on cores 0,1",
+            payload={"n": WORKERS_N},
+            expected={"n": WORKERS_N, "sum": sum(i * i for i in range(WORKERS_N))},
+            servers=("kingpost", "kingpost-w2"),
+            server_cores="0,1",
+            speedups=(("kingpost-w2", "kingpost", None),),
         ),
         # Planned: "ray" (kingpost on Ray Serve); for now bench/cases_ray.py runs on its own.
     ]
