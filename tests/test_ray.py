@@ -70,10 +70,10 @@ def test_runtime_ray_holds_defaults_and_arguments_override_them(tmp_path: Path) 
 def test_max_ongoing_requests_leaves_room_for_batches_and_the_queue(tmp_path: Path) -> None:
     from kingpost.deploy._ray_options import deployment_options
 
-    config = _config(tmp_path, "runtime:\n  batching: {max_batch_size: 40}\n")
-    assert deployment_options(config)["max_ongoing_requests"] == 80
-    config = _config(tmp_path, "runtime:\n  max_queue: 100\n  predict_concurrency: 2\n")
-    assert deployment_options(config)["max_ongoing_requests"] == 102
+    config = _config(tmp_path, "runtime:\n  batching: {max_batch_size: 100}\n")
+    assert deployment_options(config)["max_ongoing_requests"] == 200
+    config = _config(tmp_path, "runtime:\n  max_queue: 300\n  predict_concurrency: 2\n")
+    assert deployment_options(config)["max_ongoing_requests"] == 302
 
 
 @pytest.mark.parametrize(("ray", "message"), [

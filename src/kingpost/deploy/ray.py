@@ -69,7 +69,7 @@ def application(
         num_replicas: a fixed replica count; overrides ``runtime.ray``.
         autoscaling: a Serve ``autoscaling_config`` such as ``{"min_replicas": 1, "max_replicas": 4}``,
             merged over ``runtime.ray.autoscaling_config``.
-        max_ongoing_requests: requests one replica takes at once (default 32; kingpost's own predict
+        max_ongoing_requests: requests one replica takes at once (default 128; kingpost's own predict
             lock and ``runtime.max_queue`` apply inside).
         ship: send the bundle's files (zipped, at most 32 MiB) with the deployment, so replicas on
             any node unpack their own copy. ``False``: replicas read ``bundle_dir`` itself (one
