@@ -29,15 +29,13 @@ def save(model: Any, target: Target) -> Artifact:
     except (pickle.PicklingError, AttributeError, TypeError):  # a lambda in a FunctionTransformer, say
         modules = {"__main__"}
     if "__main__" in modules:
-        import cloudpickle
-
         warnings.warn(f"{kind.__name__} uses code defined in __main__ (or a lambda), so kingpost.create saves it "
                       "with cloudpickle: it loads only with the same Python and library versions (config.yaml "
                       "pins them).", UserWarning, stacklevel=4)
-        with (target.data / "model.pkl").open("wb") as f:
-            cloudpickle.dump(model, f)
-        file, fmt, loader, modules = "model.pkl", "cloudpickle", "cloudpickle", pickled_modules(
-            model, cloudpickle.CloudPickler) | {"cloudpickle"}
+        from kingpost.frameworks.pickle import dump
+
+        modules = dump(model, target.data / "model.pkl")
+        file, fmt, loader = "model.pkl", "cloudpickle", "cloudpickle"
     else:
         import joblib
 
