@@ -190,6 +190,8 @@ def check(directory: Path) -> None:
         state = "not for this platform" if not req.applies else f"installed {req.installed}" if req.satisfied else (
             f"installed {req.installed}, does not match" if req.installed else "NOT INSTALLED")
         echo(f"requirement   {req.line}  ({state})")
+    for name, value in cfg.environment_variables.items():
+        echo(f"environment   {name}={value}")
     if cfg.secrets:
         echo("secrets       " + ", ".join(cfg.secrets))
     if report.examples:
