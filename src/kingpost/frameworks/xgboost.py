@@ -88,5 +88,5 @@ def _wrapper(model: Any, target: Target) -> Artifact:
         preprocess="features({x})",
         predict=predict,
         helpers=[*tab.helpers, TO_JSONABLE],
-        modules={"xgboost"} | tab.modules,
+        modules={"xgboost", "sklearn"} | tab.modules,  # the wrappers need scikit-learn
     )
