@@ -28,6 +28,8 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 
+from packaging.version import Version
+
 from kingpost.config import Config, load_config
 from kingpost.deploy import _ray_cluster as cluster
 from kingpost.deploy._ray_options import deployment_options, parse_autoscale
@@ -40,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 INSTALL_LINE = 'pip install "kingpost[ray]"'
 DEFAULT_TIMEOUT_S = 300.0
+MIN_RAY = Version("2.59")
 MAX_SHIP_BYTES = 32 * 2**20
 _MISSING = f"Ray Serve is not installed; install it with: {INSTALL_LINE}"
 # A local cluster: no usage reporting, workers at normal priority, and a 127.0.0.1 node address
@@ -211,7 +214,13 @@ def _import_ray() -> tuple[ModuleType, ModuleType]:
         import ray
         from ray import serve
     except ImportError as exc:
-        raise PackagingError(_MISSING) from exc
+        if importlib.util.find_spec("ray") is None:
+            raise PackagingError(_MISSING) from exc
+        raise PackagingError(f"Ray Serve is installed but does not import ({cluster.first_line(exc)}); "
+                             f"reinstall it with: {INSTALL_LINE}") from exc
+    if Version(ray.__version__) < MIN_RAY:  # the replica relies on Serve's late-bound ASGI ingress
+        raise PackagingError(f"kingpost ray needs Ray {MIN_RAY} or newer, found {ray.__version__}; "
+                             f"upgrade it with: {INSTALL_LINE}")
     return ray, serve
 
 
