@@ -20,8 +20,9 @@ logger = logging.getLogger(__name__)
 
 
 def init(ray: ModuleType, options: Mapping[str, Any], *, owns_cluster: bool) -> None:
-    # A busy machine can make a fresh node miss Ray's fixed 15 s wait for its dashboard agent;
-    # the second try finds the agent's imports warm.
+    # A fresh node dies if its dashboard agent has not written its ports within Ray's fixed 15 s:
+    # a busy machine, or a venv without compiled bytecode under PYTHONDONTWRITEBYTECODE (every Ray
+    # process then compiles its imports), gets there. The second try finds the imports warm.
     for attempt in (1, 2) if owns_cluster else (1,):
         try:
             ray.init(logging_level=logging.WARNING, **options)
