@@ -2,7 +2,8 @@
 
 A ``logging`` call per request (a LogRecord, a caller lookup, a timestamp format, a locked write)
 cost more CPU than serving an echo request. Lines here are formatted with a timestamp cached per
-second, kept in a list, and written to stderr once per flush interval and at shutdown.
+second and written once per turn of the event loop: at once when the server is quiet, and many
+lines in one write when it is busy.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from typing import TextIO
 
 
 class AccessLog:
-    def __init__(self, stream: TextIO | None = None, *, interval: float = 0.2) -> None:
+    def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
-        self._interval = interval
         self._lines: list[str] = []
         self._second = -1
         self._stamp = ""
@@ -27,7 +27,7 @@ class AccessLog:
             self._second = now
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
         if not self._lines:
-            asyncio.get_running_loop().call_later(self._interval, self.flush)
+            asyncio.get_running_loop().call_soon(self.flush)
         self._lines.append(f'{self._stamp} {client} "{method} {path}" {status} {seconds * 1000:.1f}ms\n')
 
     def flush(self) -> None:
