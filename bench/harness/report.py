@@ -137,22 +137,35 @@ def ratio_lines(case: Case, rows: list[Summary]) -> list[str]:
 
 def _speedup_lines(case: Case, by: dict[tuple[str, int], Summary], conc: int) -> list[str]:
     """Case.speedups: `batched c=64: kingpost-batched/kingpost = 7.9x req/s (target >= 5: met);
-    p50 270 -> 31 ms, p99 290 -> 45 ms; CPU µs/req 640 -> 180`."""
+    p50 270 -> 31 ms, p99 290 -> 45 ms; CPU µs/req 640 -> 180; cores used 0.14 -> 0.27`.
+
+    Cores used is req/s x CPU µs/req: how much CPU the server got; with two workers on a machine
+    whose other work takes a core, it shows the second worker had little to run on."""
     lines = []
     for num, den, target in case.speedups:
         a, b = by.get((num, conc)), by.get((den, conc))
         if a is None or b is None or b.rps <= 0:
             continue
         ratio = a.rps / b.rps
-        text = f"{case.name} c={conc}: {num}/{den} = {ratio:.1f}x req/s"
+        shown = f"{ratio:.1f}x" if ratio >= 1.5 else f"{ratio:.2f}x"
+        text = f"{case.name} c={conc}: {num}/{den} = {shown} req/s"
         if target is not None and conc == case.target_concurrency:
             text += f" (target >= {target:g}: {_verdict(ratio, target)})"
         text += (
-            f"; p50 {b.p50_ms:.3g} -> {a.p50_ms:.3g} ms, p99 {b.p99_ms:.3g} -> {a.p99_ms:.3g} ms"
+            f"; p50 {_ms(b.p50_ms)} -> {_ms(a.p50_ms)} ms, p99 {_ms(b.p99_ms)} -> {_ms(a.p99_ms)} ms"
             f"; CPU µs/req {b.cpu_us_per_req:.0f} -> {a.cpu_us_per_req:.0f}"
+            f"; cores used {_cores(b):.2f} -> {_cores(a):.2f}"
         )
         lines.append(text)
     return lines
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def _cores(row: Summary) -> float:
+    return row.rps * row.cpu_us_per_req / 1e6
 
 
 def write_json(path: Path, meta: dict[str, Any], rounds: list[Round], summaries: list[Summary]) -> None:
