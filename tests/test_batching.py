@@ -135,3 +135,19 @@ def test_a_request_cancelled_before_its_batch_started_is_dropped() -> None:
     sizes, after = asyncio.run(scenario())
     assert sizes == [1, 1]  # "hold", then "after": "gone" never reached predict
     assert after["tag"] == "after"
+
+
+def test_an_async_predict_is_batched_the_same_way() -> None:
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        runtime = await _started("batch_async")
+        try:
+            good = await _many(runtime, ["a", "b", "c", "d", "e"])
+            bad = await _many(runtime, ["x", "bad"])
+            return good, bad
+        finally:
+            await runtime.stop()
+
+    good, bad = asyncio.run(scenario())
+    assert [g["item"] for g in good] == ["a", "b", "c", "d", "e"]
+    assert max(g["batch"] for g in good) == 4  # at most max_batch_size, and batching happened
+    assert all(isinstance(b, ModelError) and "returned 1 outputs for a batch of 2" in str(b) for b in bad)

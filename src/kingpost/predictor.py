@@ -154,21 +154,32 @@ class _Predictor:
 
     def _call_batch(self, jobs: list[Job]) -> None:
         """Call predict on a list of jobs' inputs and hand each job its own output."""
+        start = self._batch_started(jobs)
+        try:
+            outputs = self._fn([job.input for job in jobs])
+        except BaseException as exc:  # noqa: BLE001 - the user's error becomes every job's answer
+            self._batch_done(jobs, start, None, exc)
+        else:
+            self._batch_done(jobs, start, outputs, None)
+
+    def _batch_started(self, jobs: list[Job]) -> float:
         self._stats.batch_sizes.observe(len(jobs))
         self._stats.predicting += len(jobs)
-        start = time.perf_counter()
+        return time.perf_counter()
+
+    def _batch_done(self, jobs: list[Job], start: float, outputs: Any, error: BaseException | None) -> None:
+        self._stats.predicting -= len(jobs)
+        self._stats.stages["predict"].observe(time.perf_counter() - start)
         try:
-            outputs = batch_outputs(len(jobs), self._fn([job.input for job in jobs]))
-        except BaseException as exc:  # noqa: BLE001 - the user's error becomes every job's answer
-            err = user_error("predict", exc)
+            if error is not None:
+                raise user_error("predict", error)
+            checked = batch_outputs(len(jobs), outputs)
+        except KingpostError as err:
             for job in jobs:
                 self._fail(job, err)
         else:
-            for job, output in zip(jobs, outputs, strict=True):
+            for job, output in zip(jobs, checked, strict=True):
                 self._deliver(job, output)
-        finally:
-            self._stats.predicting -= len(jobs)
-            self._stats.stages["predict"].observe(time.perf_counter() - start)
 
     def _deliver(self, job: Job, value: Any) -> None:
         raise NotImplementedError
@@ -324,26 +335,13 @@ class AsyncPredictor(_Predictor):
         return jobs
 
     async def _call_batch_async(self, jobs: list[Job]) -> None:
-        fn = self._fn
-
-        async def run(inputs: list[Any]) -> Any:
-            return await fn(inputs)
-
-        self._stats.batch_sizes.observe(len(jobs))
-        self._stats.predicting += len(jobs)
-        start = time.perf_counter()
+        start = self._batch_started(jobs)
         try:
-            outputs = batch_outputs(len(jobs), await run([job.input for job in jobs]))
-        except Exception as exc:  # noqa: BLE001
-            err = user_error("predict", exc)
-            for job in jobs:
-                self._fail(job, err)
+            outputs = await self._fn([job.input for job in jobs])
+        except Exception as exc:  # noqa: BLE001 - the user's error becomes every job's answer
+            self._batch_done(jobs, start, None, exc)
         else:
-            for job, output in zip(jobs, outputs, strict=True):
-                self._deliver(job, output)
-        finally:
-            self._stats.predicting -= len(jobs)
-            self._stats.stages["predict"].observe(time.perf_counter() - start)
+            self._batch_done(jobs, start, outputs, None)
 
     async def _call_one(self, job: Job) -> None:
         self._stats.predicting += 1
