@@ -185,6 +185,9 @@ def main(
     address: str | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
+    ship: bool | None = None,
+    secrets_dir: str | Path | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
     echo: Callable[[str], None] | None = None,
 ) -> int:
     """``kingpost ray``: deploy, say where, serve until SIGINT/SIGTERM, then stop. Returns the exit status.
@@ -201,8 +204,8 @@ def main(
         return 2
     where = "a local Ray cluster" if address is None else f"the Ray cluster at {address}"
     say(f"Starting {Path(bundle_dir).name} on {where} ...")
-    with deploy(bundle_dir, address=address, host=host, port=port, num_replicas=replicas,
-                autoscaling=autoscaling) as running:
+    with deploy(bundle_dir, address=address, host=host, port=port, num_replicas=replicas, autoscaling=autoscaling,
+                ship=ship, secrets_dir=secrets_dir, timeout_s=timeout_s) as running:
         say(f"Serving {running.name} on Ray Serve at {running.url} (Ctrl-C stops it)")
         running.wait()
         say("Stopping ...")
