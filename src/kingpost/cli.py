@@ -248,15 +248,22 @@ def env(directory: Path, rebuild: bool, clear: bool) -> None:
 @click.option("--address", default=None, help="Address of a running Ray cluster (default: start a local one).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address Serve's HTTP proxy binds.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port of Serve's HTTP proxy.")
+@click.option("--ship/--no-ship", default=None,
+              help="Send the bundle's files with the deployment (default: only to a remote cluster).")
+@click.option("--timeout", "timeout_s", type=float, default=None,
+              help="Seconds to wait for the cluster and the replicas to come up.")
+@_secrets_option
 @_errors_to_one_line
 def ray(directory: Path, replicas: int | None, autoscale: str | None, address: str | None, host: str,
-        port: int) -> None:
+        port: int, ship: bool | None, timeout_s: float | None, secrets_dir: Path | None) -> None:
     """Deploy the bundle on Ray Serve and run until SIGINT/SIGTERM."""
     if replicas is not None and autoscale is not None:
         _fail("give either --replicas or --autoscale, not both.", 2)
     from kingpost.deploy.ray import main as ray_main
 
-    sys.exit(ray_main(directory, replicas=replicas, autoscale=autoscale, address=address, host=host, port=port))
+    extra: dict[str, Any] = {} if timeout_s is None else {"timeout_s": timeout_s}
+    sys.exit(ray_main(directory, replicas=replicas, autoscale=autoscale, address=address, host=host, port=port,
+                      ship=ship, secrets_dir=secrets_dir, echo=lambda m: click.echo(m, err=True), **extra))
 
 
 def _run_isolated(directory: Path) -> None:

@@ -85,6 +85,9 @@ class App:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
+        root = scope.get("root_path")
+        if root and path.startswith(root):  # mounted under a prefix (uvicorn --root-path, a Serve route)
+            path = path[len(root):] or "/"
         method: str = scope["method"]
         if path.startswith("/v1/models/"):
             if path.endswith((":predict", ":predict_binary")):
