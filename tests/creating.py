@@ -1,7 +1,8 @@
 """Helpers for the ``kingpost.create`` tests: serve a created bundle where nothing of the test leaks in.
 
-    outputs = predict_fresh([(bundle_dir, request), ...])   # kingpost.load(dir).predict in a new Python
-    served = predict_http(bundle_dir, request)              # python -m kingpost serve, one POST
+    with started_server(bundle_dir) as server:              # python -m kingpost serve, loading meanwhile
+        outputs = predict_fresh([(bundle_dir, request), ...], tmp)  # kingpost.load(dir).predict in a new Python
+        served = predict_http(server, request)              # one POST once it is ready
     assert_close(outputs[0], in_memory_output)              # np.allclose, through dicts and lists
 
 Both run without the variables that bundles set for themselves (KERAS_BACKEND, HF_HUB_OFFLINE),
@@ -10,17 +11,19 @@ so a bundle that forgot them fails here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
-from serving import serving
+from serving import Server, start
 
 _SCRIPT = """\
 import json, sys
@@ -29,6 +32,7 @@ cases = json.load(open(sys.argv[1]))
 outputs = [kingpost.load(path).predict(request) for path, request in cases]
 json.dump(outputs, open(sys.argv[2], "w"))
 """
+Cases = dict[str, tuple[Path, Any, Any]]  # name -> (bundle directory, request, the in-memory model's answer)
 _BUNDLE_SET = ("KERAS_BACKEND", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
@@ -46,13 +50,27 @@ def predict_fresh(cases: list[tuple[Path, Any]], tmp: Path, timeout: float = 180
     return json.loads(out_file.read_text())  # type: ignore[no-any-return]
 
 
-def predict_http(bundle: Path, request: Any, timeout: float = 120) -> Any:
-    """Serve ``bundle`` with ``python -m kingpost serve``, POST ``request`` once, and stop the server."""
+@contextlib.contextmanager
+def started_server(bundle: Path, timeout: float = 120) -> Iterator[Server]:
+    """``python -m kingpost serve bundle``, returned once bound: the model loads while the test goes on.
+
+    Start it before :func:`predict_fresh` and the two interpreters import their frameworks side by side.
+    """
     assert not set(_BUNDLE_SET) & set(os.environ), "unset these: the server inherits the test's environment"
-    with serving(bundle, timeout=timeout) as server:
-        response = httpx.post(server.url + "/v1/models/model:predict", json=request, timeout=60)
-        assert response.status_code == 200, response.text
-        return response.json()
+    server = start(bundle, wait="bound", timeout=timeout)
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.stderr_path.unlink(missing_ok=True)
+
+
+def predict_http(server: Server, request: Any, timeout: float = 180) -> Any:
+    """Wait until ``server`` is ready, POST ``request`` to its predict path, and return the JSON answer."""
+    server.wait_status("/v1/models/model", 200, timeout)
+    response = httpx.post(server.url + "/v1/models/model:predict", json=request, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def assert_close(actual: Any, expected: Any, path: str = "output") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ import pytest
 import yaml
 
 import kingpost
-from creating import assert_close, predict_fresh, predict_http, ruff_clean
+from creating import assert_close, predict_fresh, predict_http, ruff_clean, started_server
+from serving import Server
 
 np = pytest.importorskip("numpy")
 pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
@@ -47,16 +49,21 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     return path, {"predictions": expected}
 
 
-def test_fresh_interpreter_answers_as_in_memory(bundle: tuple[Path, Any], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def server(bundle: tuple[Path, Any]) -> Iterator[Server]:
+    with started_server(bundle[0]) as server:
+        yield server
+
+
+def test_fresh_interpreter_answers_as_in_memory(bundle: tuple[Path, Any], server: Server, tmp_path: Path) -> None:
     path, expected = bundle
     [output] = predict_fresh([(path, {"inputs": ROWS.tolist()})], tmp_path)
     assert_close(output, expected)
     ruff_clean(path)
 
 
-def test_http_answers_as_in_memory(bundle: tuple[Path, Any]) -> None:
-    path, expected = bundle
-    assert_close(predict_http(path, ROWS.tolist()), expected)
+def test_http_answers_as_in_memory(bundle: tuple[Path, Any], server: Server) -> None:
+    assert_close(predict_http(server, ROWS.tolist()), bundle[1])
 
 
 def test_backend_is_written_into_the_bundle(bundle: tuple[Path, Any]) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import kingpost
-from creating import assert_close, predict_fresh, predict_http, ruff_clean
+from creating import Cases, assert_close, predict_fresh, predict_http, ruff_clean, started_server
+from serving import Server
 
 np = pytest.importorskip("numpy")
 lgb = pytest.importorskip("lightgbm", reason="lightgbm is not installed (pip install 'kingpost[lightgbm]')")
@@ -21,7 +22,7 @@ THREE = np.array([3, 7, 11])[(X[:, 1] > 0).astype(int) + (X[:, 2] > 0.5)]
 
 
 @pytest.fixture(scope="module")
-def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Any, Any]]:
+def cases(tmp_path_factory: pytest.TempPathFactory) -> Cases:
     root = tmp_path_factory.mktemp("lightgbm")
     params = {"n_estimators": 10, "min_child_samples": 5, "verbose": -1}
     booster = lgb.train({"objective": "regression", "verbose": -1, "min_data_in_leaf": 5},
@@ -41,19 +42,25 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Any
     }
 
 
-def test_fresh_interpreter_answers_as_in_memory(cases: dict[str, tuple[Path, Any, Any]], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def server(cases: Cases) -> Iterator[Server]:
+    with started_server(cases["binary"][0]) as server:
+        yield server
+
+
+def test_fresh_interpreter_answers_as_in_memory(cases: Cases, server: Server, tmp_path: Path) -> None:
     outputs = predict_fresh([(path, request) for path, request, _ in cases.values()], tmp_path)
     for (name, (_, _, expected)), output in zip(cases.items(), outputs, strict=True):
         assert_close(output, expected, name)
     ruff_clean(*(path for path, _, _ in cases.values()))
 
 
-def test_http_answers_as_in_memory(cases: dict[str, tuple[Path, Any, Any]]) -> None:
-    path, request, expected = cases["binary"]
-    assert_close(predict_http(path, request), expected)
+def test_http_answers_as_in_memory(cases: Cases, server: Server) -> None:
+    _, request, expected = cases["binary"]
+    assert_close(predict_http(server, request), expected)
 
 
-def test_text_format_and_labels(cases: dict[str, tuple[Path, Any, Any]]) -> None:
+def test_text_format_and_labels(cases: Cases) -> None:
     path = cases["binary"][0]
     assert (path / "data" / "model.txt").read_text().startswith("tree")
     assert "CLASSES = ['no', 'yes']" in (path / "model" / "model.py").read_text()

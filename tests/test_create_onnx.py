@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,8 @@ import pytest
 import yaml
 
 import kingpost
-from creating import assert_close, predict_fresh, predict_http, ruff_clean
+from creating import Cases, assert_close, predict_fresh, predict_http, ruff_clean, started_server
+from serving import Server
 
 np = pytest.importorskip("numpy")
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 'kingpost[onnx]')")
@@ -48,7 +50,7 @@ def single() -> Any:
 
 
 @pytest.fixture(scope="module")
-def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Any, Any]]:
+def cases(tmp_path_factory: pytest.TempPathFactory) -> Cases:
     root = tmp_path_factory.mktemp("onnx")
     kingpost.create(linear(), root / "proto")
     onnx.save(single(), str(root / "single.onnx"))
@@ -61,19 +63,25 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Any
     }
 
 
-def test_fresh_interpreter_answers_as_in_memory(cases: dict[str, tuple[Path, Any, Any]], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def server(cases: Cases) -> Iterator[Server]:
+    with started_server(cases["proto"][0]) as server:
+        yield server
+
+
+def test_fresh_interpreter_answers_as_in_memory(cases: Cases, server: Server, tmp_path: Path) -> None:
     outputs = predict_fresh([(path, request) for path, request, _ in cases.values()], tmp_path)
     for (name, (_, _, expected)), output in zip(cases.items(), outputs, strict=True):
         assert_close(output, expected, name)
     ruff_clean(*{path for path, _, _ in cases.values()})
 
 
-def test_http_answers_as_in_memory(cases: dict[str, tuple[Path, Any, Any]]) -> None:
-    path, request, expected = cases["proto"]
-    assert_close(predict_http(path, request), expected)
+def test_http_answers_as_in_memory(cases: Cases, server: Server) -> None:
+    _, request, expected = cases["proto"]
+    assert_close(predict_http(server, request), expected)
 
 
-def test_serving_needs_onnxruntime_not_onnx(cases: dict[str, tuple[Path, Any, Any]]) -> None:
+def test_serving_needs_onnxruntime_not_onnx(cases: Cases) -> None:
     config = yaml.safe_load((cases["proto"][0] / "config.yaml").read_text())
     assert {r.split("==")[0] for r in config["requirements"]} == {"numpy", "onnxruntime"}
     assert "INPUTS = {'X': 'float32', 'offset': 'float32'}" in (cases["proto"][0] / "model" / "model.py").read_text()

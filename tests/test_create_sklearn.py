@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ import pytest
 import yaml
 
 import kingpost
-from creating import assert_close, predict_fresh, predict_http, ruff_clean
+from creating import assert_close, predict_fresh, predict_http, ruff_clean, started_server
+from serving import Server
 
 np = pytest.importorskip("numpy")
 pytest.importorskip("sklearn", reason="scikit-learn is not installed (pip install 'kingpost[sklearn]')")
@@ -87,16 +89,23 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Case]:
     return out
 
 
-def test_fresh_interpreter_answers_as_in_memory(cases: dict[str, Case], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def server(cases: dict[str, Case]) -> Iterator[Server]:
+    with started_server(cases["classifier"].path) as server:
+        yield server
+
+
+def test_fresh_interpreter_answers_as_in_memory(cases: dict[str, Case], server: Server, tmp_path: Path) -> None:
     outputs = predict_fresh([(c.path, c.request) for c in cases.values()], tmp_path)
     for case, output in zip(cases.values(), outputs, strict=True):
         assert_close(output, case.expected, case.path.name)
     ruff_clean(*(c.path for c in cases.values()))
 
 
-def test_http_answers_as_in_memory(cases: dict[str, Case]) -> None:
+def test_http_answers_as_in_memory(cases: dict[str, Case], server: Server) -> None:
     case = cases["classifier"]
-    assert_close(predict_http(case.path, case.request), case.expected)
+    assert_close(predict_http(server, case.request), case.expected)
+
 
 
 def test_config_pins_what_is_installed(cases: dict[str, Case]) -> None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 import kingpost
-from creating import assert_close, predict_fresh, predict_http, ruff_clean
+from creating import Cases, assert_close, predict_fresh, predict_http, ruff_clean, started_server
+from serving import Server
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
 nn = torch.nn
@@ -46,7 +47,7 @@ class TwoInputs(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Any, Any]]:
+def cases(tmp_path_factory: pytest.TempPathFactory) -> Cases:
     root = tmp_path_factory.mktemp("torch")
     mlp = MLP(4, hidden=8).eval()
     kingpost.create(mlp, root / "exported", example_input=ROWS[:1].numpy())
@@ -67,19 +68,25 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Any
         }
 
 
-def test_fresh_interpreter_answers_as_in_memory(cases: dict[str, tuple[Path, Any, Any]], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def server(cases: Cases) -> Iterator[Server]:
+    with started_server(cases["exported"][0]) as server:
+        yield server
+
+
+def test_fresh_interpreter_answers_as_in_memory(cases: Cases, server: Server, tmp_path: Path) -> None:
     outputs = predict_fresh([(path, request) for path, request, _ in cases.values()], tmp_path)
     for (name, (_, _, expected)), output in zip(cases.items(), outputs, strict=True):
         assert_close(output, expected, name)
     ruff_clean(*(path for path, _, _ in cases.values()))
 
 
-def test_http_answers_as_in_memory(cases: dict[str, tuple[Path, Any, Any]]) -> None:
-    path, request, expected = cases["exported"]
-    assert_close(predict_http(path, request), expected)
+def test_http_answers_as_in_memory(cases: Cases, server: Server) -> None:
+    _, request, expected = cases["exported"]
+    assert_close(predict_http(server, request), expected)
 
 
-def test_formats(cases: dict[str, tuple[Path, Any, Any]]) -> None:
+def test_formats(cases: Cases) -> None:
     exported = cases["exported"][0]
     assert (exported / "data" / "model.pt2").is_file()
     assert not any((exported / "packages").iterdir())

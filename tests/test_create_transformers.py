@@ -6,6 +6,7 @@ nothing is downloaded.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ import pytest
 import yaml
 
 import kingpost
-from creating import assert_close, predict_fresh, predict_http, ruff_clean
+from creating import assert_close, predict_fresh, predict_http, ruff_clean, started_server
+from serving import Server
 
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
 transformers = pytest.importorskip("transformers", reason="transformers is not installed")
@@ -38,7 +40,13 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, Any]:
     return root / "sentiment", classify(TEXTS), classify(TEXTS[0])
 
 
-def test_fresh_interpreter_answers_as_in_memory(bundle: tuple[Path, Any, Any], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def server(bundle: tuple[Path, Any, Any]) -> Iterator[Server]:
+    with started_server(bundle[0]) as server:
+        yield server
+
+
+def test_fresh_interpreter_answers_as_in_memory(bundle: tuple[Path, Any, Any], server: Server, tmp_path: Path) -> None:
     path, expected, expected_one = bundle
     [output, one] = predict_fresh([(path, {"inputs": TEXTS}), (path, TEXTS[0])], tmp_path)
     assert_close(output, expected)
@@ -46,9 +54,8 @@ def test_fresh_interpreter_answers_as_in_memory(bundle: tuple[Path, Any, Any], t
     ruff_clean(path)
 
 
-def test_http_answers_as_in_memory(bundle: tuple[Path, Any, Any]) -> None:
-    path, expected, _ = bundle
-    assert_close(predict_http(path, {"inputs": TEXTS, "parameters": {}}), expected)
+def test_http_answers_as_in_memory(bundle: tuple[Path, Any, Any], server: Server) -> None:
+    assert_close(predict_http(server, {"inputs": TEXTS, "parameters": {}}), bundle[1])
 
 
 def test_saved_for_offline_serving(bundle: tuple[Path, Any, Any]) -> None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 import kingpost
-from creating import assert_close, predict_fresh, predict_http, ruff_clean
+from creating import Cases, assert_close, predict_fresh, predict_http, ruff_clean, started_server
+from serving import Server
 
 np = pytest.importorskip("numpy")
 xgb = pytest.importorskip("xgboost", reason="xgboost is not installed (pip install 'kingpost[xgboost]')")
@@ -23,7 +24,7 @@ NAMES = ["age", "income", "score"]
 
 
 @pytest.fixture(scope="module")
-def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Any, Any]]:
+def cases(tmp_path_factory: pytest.TempPathFactory) -> Cases:
     root = tmp_path_factory.mktemp("xgboost")
     booster = xgb.train({"objective": "binary:logistic", "max_depth": 2},
                         xgb.DMatrix(X, label=Y_BINARY, feature_names=NAMES), num_boost_round=10)
@@ -43,19 +44,25 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Any
     }
 
 
-def test_fresh_interpreter_answers_as_in_memory(cases: dict[str, tuple[Path, Any, Any]], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def server(cases: Cases) -> Iterator[Server]:
+    with started_server(cases["classifier"][0]) as server:
+        yield server
+
+
+def test_fresh_interpreter_answers_as_in_memory(cases: Cases, server: Server, tmp_path: Path) -> None:
     outputs = predict_fresh([(path, request) for path, request, _ in cases.values()], tmp_path)
     for (name, (_, _, expected)), output in zip(cases.items(), outputs, strict=True):
         assert_close(output, expected, name)
     ruff_clean(*{path for path, _, _ in cases.values()})
 
 
-def test_http_answers_as_in_memory(cases: dict[str, tuple[Path, Any, Any]]) -> None:
-    path, request, expected = cases["classifier"]
-    assert_close(predict_http(path, request), expected)
+def test_http_answers_as_in_memory(cases: Cases, server: Server) -> None:
+    _, request, expected = cases["classifier"]
+    assert_close(predict_http(server, request), expected)
 
 
-def test_booster_bundle_builds_the_dmatrix(cases: dict[str, tuple[Path, Any, Any]]) -> None:
+def test_booster_bundle_builds_the_dmatrix(cases: Cases) -> None:
     path = cases["booster"][0]
     source = (path / "model" / "model.py").read_text()
     assert "return dmatrix(model_input)" in source and "xgb.DMatrix(rows, feature_names=FEATURES)" in source
