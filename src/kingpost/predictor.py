@@ -202,7 +202,8 @@ class ThreadPredictor(_Predictor):
 
     def submit(self, job: Job) -> None:
         self.admit()
-        job.enqueued = time.monotonic()
+        if self._batching is not None:
+            job.enqueued = time.monotonic()
         self._queue.put(job)
 
     def stop(self) -> None:
@@ -294,7 +295,8 @@ class AsyncPredictor(_Predictor):
 
     def submit(self, job: Job) -> None:
         self.admit()
-        job.enqueued = time.monotonic()
+        if self._batching is not None:
+            job.enqueued = time.monotonic()
         self._queue.put_nowait(job)
 
     def stop(self) -> None:

@@ -124,10 +124,10 @@ class Runtime:
     async def _run(self, value: Any, deadline: float | None, gone: Callable[[], bool] | None) -> Any:
         predictor = self._predictor
         assert predictor is not None and self._loop is not None
-        predictor.admit()
         self.stats.in_flight += 1
         try:
             if self._preprocess is not None:
+                predictor.admit()  # a full queue refuses before preprocess spends anything
                 value = await self._preprocess(value)
             job = Job(value, self._loop.create_future(), deadline, gone)
             predictor.submit(job)

@@ -75,15 +75,10 @@ class App:
         self._docs = openapi.DOCS_HTML.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-
-    # -- routing ---------------------------------------------------------------------------------
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return
         path: str = scope["path"]
         root = scope.get("root_path")
         if root and path.startswith(root):  # mounted under a prefix (uvicorn --root-path, a Serve route)
@@ -137,7 +132,7 @@ class App:
 
     async def _predict(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
-        content_type = accept = request_id = None
+        content_type = accept = given_id = None
         length = -1
         for name, value in scope["headers"]:
             if name == b"content-type":
@@ -147,15 +142,19 @@ class App:
             elif name == b"content-length":
                 length = int(value) if value.isdigit() else -1
             elif name == b"x-request-id":
-                request_id = value.decode("latin-1")
-        if request_id is None:
-            request_id = self._id_prefix + str(next(self._ids))
-        binary = content_type is not None and codecs.wants_msgpack(content_type)
+                given_id = value
+        binary = content_type is not None and content_type != _JSON and codecs.wants_msgpack(content_type)
         watcher: asyncio.Task[None] | None = None
         gone: Callable[[], bool] | None = None
         status = 200
         try:
-            body = await self._read_body(receive, length)
+            message = await receive()  # the usual case, a body in one message, without another coroutine
+            if message.get("more_body") or message["type"] != "http.request" or length > self.max_bytes:
+                body = await self._read_body(receive, length, message)
+            else:
+                body = message.get("body", b"")
+                if len(body) > self.max_bytes:
+                    raise PayloadTooLargeError(self._too_large(len(body)))
             model_input = codecs.decode_msgpack(body) if binary else codecs.decode_json(body)
             if self._uvicorn:
                 cycle = receive.__self__  # type: ignore[attr-defined]
@@ -186,6 +185,7 @@ class App:
                     await _respond(send, 503, _SHUTTING_DOWN, _JSON, [(b"retry-after", b"1")])
                 raise
         except Exception as exc:  # noqa: BLE001 - every error becomes an answer; the server keeps serving
+            request_id = given_id.decode("latin-1") if given_id else self._id_prefix + str(next(self._ids))
             status, err_body, headers = error_answer(exc, request_id, debug=self.debug)
             await _respond(send, status, err_body, _JSON, headers)
         finally:
@@ -197,11 +197,11 @@ class App:
         if self.access_log is not None:
             self.access_log.add(_client(scope), scope["method"], scope["path"], status, elapsed)
 
-    async def _read_body(self, receive: Receive, length: int) -> bytes:
+    async def _read_body(self, receive: Receive, length: int, message: Message) -> bytes:
+        """The whole body, from its first message on, refused (413) as soon as it is too large."""
         limit = self.max_bytes
         if length > limit:
             raise PayloadTooLargeError(self._too_large(length))
-        message = await receive()
         if message["type"] == "http.disconnect":
             raise _Gone
         body: bytes = message.get("body", b"")
