@@ -127,9 +127,18 @@ class _Predictor:
         self._stats = stats
         self._loop = loop
 
+    _queue: queue.SimpleQueue[Any] | asyncio.Queue[Any]
+
     @property
     def waiting(self) -> int:
-        raise NotImplementedError
+        """Jobs waiting for a slot."""
+        return self._queue.qsize()
+
+    def submit(self, job: Job) -> None:
+        self.admit()
+        if self._batching is not None:
+            job.enqueued = time.monotonic()
+        self._queue.put_nowait(job)
 
     def admit(self) -> None:
         """Refuse at once, before any work, when the queue is already full."""
@@ -196,25 +205,15 @@ class ThreadPredictor(_Predictor):
         for t in self._threads:
             t.start()
 
-    @property
-    def waiting(self) -> int:
-        return self._queue.qsize()
-
-    def submit(self, job: Job) -> None:
-        self.admit()
-        if self._batching is not None:
-            job.enqueued = time.monotonic()
-        self._queue.put(job)
-
     def stop(self) -> None:
         for _ in self._threads:
             self._queue.put(_STOP)
 
     def _deliver(self, job: Job, value: Any) -> None:
-        self._loop.call_soon_threadsafe(_resolve, job.future, value)
+        self._loop.call_soon_threadsafe(resolve, job.future, value)
 
     def _fail(self, job: Job, exc: BaseException) -> None:
-        self._loop.call_soon_threadsafe(_reject, job.future, exc)
+        self._loop.call_soon_threadsafe(reject, job.future, exc)
 
     def _work(self) -> None:
         get = self._queue.get
@@ -267,7 +266,7 @@ class ThreadPredictor(_Predictor):
         """Drive a sync generator on this predict thread (holding the slot) into a ChunkStream."""
         loop = self._loop
         stream = ChunkStream(job)
-        loop.call_soon_threadsafe(_resolve, job.future, stream)
+        loop.call_soon_threadsafe(resolve, job.future, stream)
         try:
             for chunk in generator:
                 if job.cancelled:
@@ -289,25 +288,15 @@ class AsyncPredictor(_Predictor):
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._tasks = [self._loop.create_task(self._work()) for _ in range(self._slots)]
 
-    @property
-    def waiting(self) -> int:
-        return self._queue.qsize()
-
-    def submit(self, job: Job) -> None:
-        self.admit()
-        if self._batching is not None:
-            job.enqueued = time.monotonic()
-        self._queue.put_nowait(job)
-
     def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
 
     def _deliver(self, job: Job, value: Any) -> None:
-        _resolve(job.future, value)
+        resolve(job.future, value)
 
     def _fail(self, job: Job, exc: BaseException) -> None:
-        _reject(job.future, exc)
+        reject(job.future, exc)
 
     async def _work(self) -> None:
         while True:
@@ -365,7 +354,7 @@ class AsyncPredictor(_Predictor):
 
     async def _pump(self, job: Job, generator: Any) -> None:
         stream = ChunkStream(job)
-        _resolve(job.future, stream)
+        resolve(job.future, stream)
         try:
             async for chunk in generator:
                 if job.cancelled:
@@ -379,11 +368,11 @@ class AsyncPredictor(_Predictor):
             await generator.aclose()
 
 
-def _resolve(future: asyncio.Future[Any], value: Any) -> None:
+def resolve(future: asyncio.Future[Any], value: Any) -> None:
     if not future.done():
         future.set_result(value)
 
 
-def _reject(future: asyncio.Future[Any], exc: BaseException) -> None:
+def reject(future: asyncio.Future[Any], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)

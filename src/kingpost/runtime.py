@@ -23,7 +23,7 @@ from kingpost import loader
 from kingpost._threads import ElasticPool
 from kingpost.config import Config
 from kingpost.errors import DeadlineExceeded, KingpostError, ModelError, ModelLoadError, NotReadyError
-from kingpost.predictor import AsyncPredictor, ChunkStream, Job, ThreadPredictor, user_error
+from kingpost.predictor import AsyncPredictor, ChunkStream, Job, ThreadPredictor, reject, resolve, user_error
 from kingpost.secrets import SecretStore
 from kingpost.stats import RuntimeStats
 from kingpost.types import HookKind, State
@@ -216,9 +216,9 @@ class Runtime:
             try:
                 result = fn(value)
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
-                loop.call_soon_threadsafe(_set_exception, future, user_error(name, exc))
+                loop.call_soon_threadsafe(reject, future, user_error(name, exc))
             else:
-                loop.call_soon_threadsafe(_set_result, future, result)
+                loop.call_soon_threadsafe(resolve, future, result)
             if histogram is not None:
                 histogram.observe(time.perf_counter() - start)
 
@@ -248,21 +248,12 @@ def _on_daemon_thread(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *
         try:
             result = fn(*args)
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting start()
-            settle, value = _set_exception, exc
+            settle, value = reject, exc
         else:
-            settle, value = _set_result, result
+            settle, value = resolve, result
         with contextlib.suppress(RuntimeError):  # the loop is closed: no one is waiting any more
             loop.call_soon_threadsafe(settle, future, value)
 
     threading.Thread(target=run, name="kingpost-load", daemon=True).start()
     return future
 
-
-def _set_result(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
