@@ -104,3 +104,17 @@ def ruff_clean(*bundles: Path) -> None:
     proc = subprocess.run([str(ruff), "check", "--no-cache", "--isolated", "--select", "E,F,W",
                            "--line-length", "120", *files], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def assert_fresh_matches(cases: dict[str, tuple[Path, Any, Any]], tmp: Path) -> None:
+    """Each case (bundle, request, in-memory answer) answers the same in one new interpreter; ruff-clean code."""
+    outputs = predict_fresh([(path, request) for path, request, _ in cases.values()], tmp)
+    for (name, (_, _, expected)), output in zip(cases.items(), outputs, strict=True):
+        assert_close(output, expected, name)
+    ruff_clean(*(path for path, _, _ in cases.values()))
+
+
+def assert_http_matches(server: Server, case: tuple[Path, Any, Any]) -> None:
+    """The served bundle answers the case's request as the in-memory model did."""
+    _, request, expected = case
+    assert_close(predict_http(server, request), expected)

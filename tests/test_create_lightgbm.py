@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 import kingpost
-from creating import Cases, assert_close, predict_fresh, predict_http, ruff_clean, started_server
+from creating import (
+    Cases,
+    assert_fresh_matches,
+    assert_http_matches,
+    started_server,
+)
 from serving import Server
 
 np = pytest.importorskip("numpy")
@@ -49,15 +54,11 @@ def server(cases: Cases) -> Iterator[Server]:
 
 
 def test_fresh_interpreter_answers_as_in_memory(cases: Cases, server: Server, tmp_path: Path) -> None:
-    outputs = predict_fresh([(path, request) for path, request, _ in cases.values()], tmp_path)
-    for (name, (_, _, expected)), output in zip(cases.items(), outputs, strict=True):
-        assert_close(output, expected, name)
-    ruff_clean(*(path for path, _, _ in cases.values()))
+    assert_fresh_matches(cases, tmp_path)
 
 
 def test_http_answers_as_in_memory(cases: Cases, server: Server) -> None:
-    _, request, expected = cases["binary"]
-    assert_close(predict_http(server, request), expected)
+    assert_http_matches(server, cases["binary"])
 
 
 def test_text_format_and_labels(cases: Cases) -> None:

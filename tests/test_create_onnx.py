@@ -10,7 +10,14 @@ import pytest
 import yaml
 
 import kingpost
-from creating import Cases, assert_close, predict_fresh, predict_http, ruff_clean, started_server
+from creating import (
+    Cases,
+    assert_close,
+    assert_http_matches,
+    predict_fresh,
+    ruff_clean,
+    started_server,
+)
 from serving import Server
 
 np = pytest.importorskip("numpy")
@@ -77,8 +84,7 @@ def test_fresh_interpreter_answers_as_in_memory(cases: Cases, server: Server, tm
 
 
 def test_http_answers_as_in_memory(cases: Cases, server: Server) -> None:
-    _, request, expected = cases["proto"]
-    assert_close(predict_http(server, request), expected)
+    assert_http_matches(server, cases["proto"])
 
 
 def test_serving_needs_onnxruntime_not_onnx(cases: Cases) -> None:
