@@ -85,9 +85,9 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
 
     app = App(runtime, debug=options.debug, access_log=options.access_log, on_uvicorn=True,
               load_before_serving=load_before_serving, on_load_failure=on_load_failure)
-    config = uvicorn.Config(app, lifespan="on", access_log=False, log_config=None,
-                            timeout_graceful_shutdown=options.grace_period,  # type: ignore[arg-type]  # a float works server_header=False,
-                            timeout_keep_alive=30)
+    config = uvicorn.Config(app, lifespan="on", access_log=False, log_config=None, server_header=False,
+                            timeout_keep_alive=30,
+                            timeout_graceful_shutdown=options.grace_period)  # type: ignore[arg-type]  # a float works
     server = _Server(config)
     server.run(sockets=[sock])
     return status["code"]
