@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from kingpost import loader
 from kingpost.bundle import read_examples
 from kingpost.config import Config, load_config
 from kingpost.errors import KingpostError
+from kingpost.requirements import requirement_lines, requirement_name
 
 
 @dataclass
@@ -62,42 +62,6 @@ def check(directory: str | Path) -> Report:
     return report
 
 
-def requirement_lines(path: Path, config: Config) -> list[str]:
-    """The bundle's requirements: the config list, or the lines of requirements_file."""
-    if config.requirements_file is None:
-        return list(config.requirements)
-    from kingpost.errors import ConfigError
-
-    file = path / config.requirements_file
-    if not file.is_file():
-        raise ConfigError(config.path, "requirements_file", "an existing file in the bundle", config.requirements_file)
-    if file.suffix == ".toml":
-        return _pyproject_dependencies(file)
-    lines = []
-    for raw in file.read_text(encoding="utf-8").splitlines():
-        line = raw.split(" #", 1)[0].strip()
-        if line and not line.startswith(("#", "-")):
-            lines.append(line)
-    return lines
-
-
-def _pyproject_dependencies(file: Path) -> list[str]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef,unused-ignore]
-    from kingpost.errors import ConfigError
-
-    try:
-        data: dict[str, Any] = tomllib.loads(file.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(file, "", "valid TOML", f"<{exc}>") from None
-    deps = data.get("project", {}).get("dependencies", [])
-    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
-        raise ConfigError(file, "project.dependencies", "a list of requirement strings", deps)
-    return deps
-
-
 # Distributions that install the same importable package under another name.
 _ALSO_PROVIDED_BY = {"xgboost": ("xgboost-cpu",), "onnxruntime": ("onnxruntime-gpu",),
                      "opencv-python": ("opencv-python-headless",)}
@@ -113,7 +77,7 @@ def _requirement(line: str) -> Requirement:
         parsed = None  # a URL or VCS line: installed under that name is all we can tell
     if parsed is not None and parsed.marker is not None and not parsed.marker.evaluate():
         return Requirement(line, None, True, applies=False)
-    name = loader.requirement_name(line)
+    name = requirement_name(line)
     version = None
     for dist in (name, *_ALSO_PROVIDED_BY.get(name, ())):
         try:

@@ -15,7 +15,6 @@ import hashlib
 import importlib.util
 import inspect
 import os
-import re
 import sys
 import threading
 from collections.abc import Mapping
@@ -25,7 +24,8 @@ from types import ModuleType
 from typing import Any
 
 from kingpost.config import Config
-from kingpost.errors import BundleError, MissingRequirementError, ModelLoadError
+from kingpost.errors import BundleError, ConfigError, MissingRequirementError, ModelLoadError
+from kingpost.requirements import requirement_import_name, requirement_lines
 from kingpost.types import Hook, HookKind
 
 HOOK_NAMES = ("load", "preprocess", "predict", "postprocess", "is_healthy")
@@ -33,14 +33,6 @@ INIT_KWARGS = ("config", "data_dir", "secrets", "environment")
 _IMPORT_LOCK = threading.Lock()
 _CONTESTED = ""
 _ALIAS_OWNERS: dict[str, str] = {}  # "model" -> the package of the bundle that keeps the name
-
-# Distributions whose import name differs from the name in requirements.
-_IMPORT_NAMES = {
-    "scikit-learn": "sklearn", "pillow": "PIL", "opencv-python": "cv2", "opencv-python-headless": "cv2",
-    "pyyaml": "yaml", "xgboost-cpu": "xgboost", "beautifulsoup4": "bs4", "protobuf": "google",
-    "python-dateutil": "dateutil", "onnxruntime-gpu": "onnxruntime", "tf-keras": "keras",
-}
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -220,24 +212,18 @@ def _forget(package: str, module_name: str) -> None:
 
 def _missing(root: Path, config: Config, file: Path, exc: ModuleNotFoundError) -> MissingRequirementError:
     name = (exc.name or "").split(".")[0] or "?"
-    required = [r for r in config.requirements if requirement_import_name(r) == name]
+    try:
+        listed = requirement_lines(root, config)
+    except ConfigError:
+        listed = list(config.requirements)
+    where = config.requirements_file or "config.yaml requirements"
+    required = [r for r in listed if requirement_import_name(r) == name]
     if required:
-        hint = (f"the bundle requires {required[0]!r} (config.yaml requirements), which is not installed here; "
+        hint = (f"the bundle requires {required[0]!r} ({where}), which is not installed here; "
                 "install it or run with --isolated")
     else:
-        hint = "no installed package provides it; add it to config.yaml requirements"
+        hint = f"no installed package provides it; add it to {where}"
     return MissingRequirementError(f"{rel(root, file)}: missing requirement: cannot import {name!r}: {hint}.")
-
-
-def requirement_name(requirement: str) -> str:
-    """The distribution name of a requirement line (``torch==2.1; python_version>'3'`` -> ``torch``)."""
-    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
-    return match.group(1).lower().replace("_", "-") if match else requirement.strip().lower()
-
-
-def requirement_import_name(requirement: str) -> str:
-    dist = requirement_name(requirement)
-    return _IMPORT_NAMES.get(dist, dist.replace("-", "_").replace(".", "_"))
 
 
 def describe(exc: BaseException) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Any
 
-from kingpost.loader import requirement_name
+from kingpost.requirements import requirement_name
 
 
 @functools.cache

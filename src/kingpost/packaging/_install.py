@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kingpost.errors import PackagingError
-from kingpost.loader import requirement_name
+from kingpost.requirements import requirement_name
 
 # Installer lines worth showing while a build runs (the rest goes to the log of a failed build).
 _PROGRESS = re.compile(r"^\s*(Resolved|Prepared|Installed|Built|Downloading|Collecting|Successfully installed)\b")

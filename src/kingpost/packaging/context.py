@@ -28,11 +28,11 @@ from typing import Any
 
 import yaml
 
-from kingpost.check import requirement_lines
 from kingpost.config import CONFIG_FILENAME, Config, load_config
 from kingpost.errors import PackagingError
 from kingpost.packaging import dockerfile
 from kingpost.packaging.wheel import FIXED_MTIME, write_kingpost_wheel
+from kingpost.requirements import requirement_lines
 
 logger = logging.getLogger(__name__)
 
