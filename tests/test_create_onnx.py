@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -85,6 +86,12 @@ def test_fresh_interpreter_answers_as_in_memory(cases: Cases, server: Server, tm
 
 def test_http_answers_as_in_memory(cases: Cases, server: Server) -> None:
     assert_http_matches(server, cases["proto"])
+
+
+def test_a_request_missing_an_input_is_a_400(cases: Cases, server: Server) -> None:
+    response = httpx.post(server.url + "/v1/models/model:predict", json={"inputs": [[1.0, 2.0]]}, timeout=60)
+    assert response.status_code == 400
+    assert response.json() == {"error": "expected a mapping of the inputs X, offset to values"}
 
 
 def test_serving_needs_onnxruntime_not_onnx(cases: Cases) -> None:

@@ -16,6 +16,12 @@ from kingpost.frameworks import Target
 from kingpost.frameworks._template import TO_JSONABLE, UNWRAP, Artifact
 
 FEEDS = '''\
+class BadInput(ValueError):
+    """A request the model cannot take: kingpost answers it with a 400 (its status_code)."""
+
+    status_code = 400
+
+
 def feeds(request):
     """{input name: array} from {"inputs": {name: x, ...}} or {name: x, ...}; with one input, also {"inputs": x} or x.
 
@@ -24,7 +30,7 @@ def feeds(request):
     values = unwrap(request)
     if not (isinstance(values, dict) and values and set(values) <= set(INPUTS)):
         if len(INPUTS) != 1:
-            raise ValueError(f"expected a mapping of the inputs {', '.join(INPUTS)} to values")
+            raise BadInput(f"expected a mapping of the inputs {', '.join(INPUTS)} to values")
         values = {next(iter(INPUTS)): values}
     return {name: np.asarray(value, dtype=INPUTS[name]) for name, value in values.items()}
 '''
