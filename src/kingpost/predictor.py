@@ -1,11 +1,14 @@
 """The predict lock: ``predict_concurrency`` slots, each a worker pulling jobs from one queue.
 
 A sync predict runs on dedicated threads (one per slot) that take the next job the moment the
-previous predict returns, so predict never waits for the event loop between jobs. An async predict
-runs on the same number of worker tasks on the loop. With batching, a worker gathers up to
-``max_batch_size`` jobs, waiting at most ``max_wait_ms`` after the oldest arrived, and is the only
-caller of ``predict(list)``. A streaming predict keeps its worker (its slot) until the generator
-ends, fails or is abandoned by its consumer.
+previous predict returns, so predict never waits for the event loop between jobs. A sync predict
+that has proved faster than that hand-off (its last ``INLINE_AFTER`` calls each under
+``INLINE_MAX_S``) is called on the event loop itself while a slot is free, since handing it to a
+thread would cost more than the predict; so predict may run on any predict thread or on the loop's
+thread, and must not rely on thread-local state. An async predict runs on the same number of worker
+tasks on the loop. With batching, a worker gathers up to ``max_batch_size`` jobs, waiting at most
+``max_wait_ms`` after the oldest arrived, and is the only caller of ``predict(list)``. A streaming
+predict keeps its worker (its slot) until the generator ends, fails or is abandoned by its consumer.
 """
 
 from __future__ import annotations
@@ -24,6 +27,18 @@ from kingpost.stats import RuntimeStats
 
 _STOP = object()
 _END = object()
+QUEUE: Any = object()
+"""What :meth:`ThreadPredictor.inline` returns when predict cannot be called on the loop now."""
+
+INLINE_MAX_S = 0.0001
+"""A sync predict is called on the event loop only while its calls take less than this: a hand-off
+to a predict thread and back costs ~10-15 us of CPU and two context switches, and a call this short
+delays the loop's other requests less than that hand-off would."""
+INLINE_AFTER = 32
+"""Consecutive calls under INLINE_MAX_S before predict is called on the loop; multiplied by 4 (up to
+INLINE_AFTER_MAX) each time a call on the loop took longer, so a predict that is only sometimes slow
+stops blocking the loop."""
+INLINE_AFTER_MAX = 1 << 20
 
 
 class Job:
@@ -39,6 +54,13 @@ class Job:
         self.gone = gone  # the front door's "has the client gone away?", asked before predict runs
         self.cancelled = False
         self.enqueued = 0.0
+
+
+class _PumpJob(Job):
+    """A generator returned by a predict called on the loop: a predict thread drives it into ``stream``."""
+
+    __slots__ = ("stream",)
+    stream: ChunkStream
 
 
 class ClientGone(Exception):
@@ -129,6 +151,20 @@ class _Predictor:
 
     _queue: queue.SimpleQueue[Any] | asyncio.Queue[Any]
 
+    def inline(self, value: Any, gone: Callable[[], bool] | None) -> Any:
+        """Predict's output for ``value``, called right here when that is allowed now, else QUEUE."""
+        return QUEUE
+
+    async def run(self, value: Any, deadline: float | None, gone: Callable[[], bool] | None) -> Any:
+        """Predict one input (through the queue) and return its output, or a ChunkStream."""
+        job = Job(value, self._loop.create_future(), deadline, gone)
+        self.submit(job)
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            job.cancelled = True  # a queued job is dropped; a running predict finishes unheard
+            raise
+
     @property
     def waiting(self) -> int:
         """Jobs waiting for a slot."""
@@ -195,11 +231,15 @@ class _Predictor:
 
 
 class ThreadPredictor(_Predictor):
-    """Sync predict on ``slots`` dedicated threads."""
+    """Sync predict on ``slots`` dedicated threads, or on the loop while it is faster than a hand-off."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._outstanding = 0  # jobs submitted and not yet settled; read and written on the loop only
+        self._fast = 0  # consecutive calls under INLINE_MAX_S (written by the predict threads too)
+        inline = not self._streams and self._batching is None
+        self._inline_after = INLINE_AFTER if inline else INLINE_AFTER_MAX + 1
         self._threads = [threading.Thread(target=self._work, name=f"kingpost-predict-{i}", daemon=True)
                          for i in range(self._slots)]
         for t in self._threads:
@@ -209,11 +249,58 @@ class ThreadPredictor(_Predictor):
         for _ in self._threads:
             self._queue.put(_STOP)
 
+    def submit(self, job: Job) -> None:
+        super().submit(job)
+        self._outstanding += 1
+
+    def inline(self, value: Any, gone: Callable[[], bool] | None) -> Any:
+        # The loop is the only submitter, so while predict runs here no job can start on a thread:
+        # with fewer than `slots` jobs outstanding, calling predict now keeps within the slots.
+        if self._fast < self._inline_after or self._outstanding >= self._slots:
+            return QUEUE
+        if gone is not None and gone():
+            raise ClientGone()
+        output = self._call_inline(value)
+        if type(output) is not GeneratorType:
+            return output
+        job = _PumpJob(output, self._loop.create_future(), None, gone)  # a thread drives the stream,
+        job.stream = ChunkStream(job)  # holding a slot until it ends
+        self.submit(job)
+        return job.stream
+
+    def _call_inline(self, value: Any) -> Any:
+        stats = self._stats
+        stats.predicting += 1
+        start = time.perf_counter()
+        try:
+            return self._fn(value)
+        except BaseException as exc:  # noqa: BLE001 - answered as on a predict thread; user_error keeps the cause
+            raise user_error("predict", exc)  # noqa: B904
+        finally:
+            elapsed = time.perf_counter() - start
+            stats.predicting -= 1
+            stats.stages["predict"].observe(elapsed)
+            if elapsed < INLINE_MAX_S:
+                self._fast += 1
+            else:  # it blocked the loop: back to the threads, and longer before trying again
+                self._fast = 0
+                self._inline_after = min(self._inline_after * 4, INLINE_AFTER_MAX)
+
     def _deliver(self, job: Job, value: Any) -> None:
-        self._loop.call_soon_threadsafe(resolve, job.future, value)
+        self._loop.call_soon_threadsafe(self._settle, job.future, value)
 
     def _fail(self, job: Job, exc: BaseException) -> None:
-        self._loop.call_soon_threadsafe(reject, job.future, exc)
+        self._loop.call_soon_threadsafe(self._settle_error, job.future, exc)
+
+    def _settle(self, future: asyncio.Future[Any], value: Any) -> None:
+        self._outstanding -= 1
+        if not future.done():
+            future.set_result(value)
+
+    def _settle_error(self, future: asyncio.Future[Any], exc: BaseException) -> None:
+        self._outstanding -= 1
+        if not future.done():
+            future.set_exception(exc)
 
     def _work(self) -> None:
         get = self._queue.get
@@ -221,7 +308,9 @@ class ThreadPredictor(_Predictor):
             job = get()
             if job is _STOP:
                 return
-            if self._batching is not None:
+            if type(job) is _PumpJob:
+                self._pump(job, job.input, job.stream)
+            elif self._batching is not None:
                 jobs, stop = self._gather(job)
                 now = time.monotonic()
                 jobs = [j for j in jobs if self._live(j, now)]
@@ -252,32 +341,45 @@ class ThreadPredictor(_Predictor):
         start = time.perf_counter()
         try:
             output = self._fn(job.input)
-            if self._streams or type(output) is GeneratorType:  # Truss streams a returned generator too
+        except BaseException as exc:  # noqa: BLE001
+            error: BaseException | None = exc
+        else:
+            error = None
+        # Timed before the hand-back: waking the loop makes this thread wait for the GIL.
+        self._fast = self._fast + 1 if time.perf_counter() - start < INLINE_MAX_S else 0
+        try:
+            if error is not None:
+                self._fail(job, user_error("predict", error))
+            elif self._streams or type(output) is GeneratorType:  # Truss streams a returned generator too
                 self._pump(job, output)
             else:
                 self._deliver(job, output)
-        except BaseException as exc:  # noqa: BLE001
-            self._fail(job, user_error("predict", exc))
         finally:
             self._stats.predicting -= 1
             self._stats.stages["predict"].observe(time.perf_counter() - start)
 
-    def _pump(self, job: Job, generator: Any) -> None:
+    def _pump(self, job: Job, generator: Any, stream: ChunkStream | None = None) -> None:
         """Drive a sync generator on this predict thread (holding the slot) into a ChunkStream."""
         loop = self._loop
-        stream = ChunkStream(job)
-        loop.call_soon_threadsafe(resolve, job.future, stream)
+        if stream is None:
+            stream = ChunkStream(job)
+            loop.call_soon_threadsafe(resolve, job.future, stream)
+        last: Any = _END
         try:
-            for chunk in generator:
-                if job.cancelled:
-                    break
-                loop.call_soon_threadsafe(stream.put, chunk)
+            try:
+                for chunk in generator:
+                    if job.cancelled:
+                        break
+                    loop.call_soon_threadsafe(stream.put, chunk)
+            finally:
+                generator.close()
         except BaseException as exc:  # noqa: BLE001
-            loop.call_soon_threadsafe(stream.put, _Failure(user_error("predict", exc)))
-        else:
-            loop.call_soon_threadsafe(stream.put, _END)
-        finally:
-            generator.close()
+            last = _Failure(user_error("predict", exc))
+        loop.call_soon_threadsafe(self._stream_end, stream, last)
+
+    def _stream_end(self, stream: ChunkStream, last: Any) -> None:
+        self._outstanding -= 1  # the slot is free only now, not when the stream was handed over
+        stream.put(last)
 
 
 class AsyncPredictor(_Predictor):

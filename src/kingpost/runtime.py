@@ -15,7 +15,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from kingpost import loader
 from kingpost._threads import ElasticPool
 from kingpost.config import Config
 from kingpost.errors import DeadlineExceeded, KingpostError, ModelError, ModelLoadError, NotReadyError
-from kingpost.predictor import AsyncPredictor, ChunkStream, Job, ThreadPredictor, reject, resolve, user_error
+from kingpost.predictor import QUEUE, AsyncPredictor, ChunkStream, ThreadPredictor, reject, resolve, user_error
 from kingpost.secrets import SecretStore
 from kingpost.stats import RuntimeStats
 from kingpost.types import HookKind, State
@@ -79,23 +79,25 @@ class Runtime:
     def name(self) -> str:
         return self.config.model_name or self.root.name
 
-    async def predict(self, model_input: Any, *, gone: Callable[[], bool] | None = None) -> Any:
-        """Run one request through the model; a streaming predict returns a :class:`ChunkStream`.
+    def predict(self, model_input: Any, *, gone: Callable[[], bool] | None = None) -> Coroutine[Any, Any, Any]:
+        """Run one request through the model (await the result); a streaming predict returns a
+        :class:`ChunkStream`.
 
         ``gone`` is the front door's "has the caller gone away?": asked just before predict would
-        run, so an abandoned request never takes the predict slot.
+        run, so an abandoned request never takes the predict slot. Without a request timeout this
+        is the request's coroutine itself, one await less on the hot path.
         """
-        if self.state is not State.READY:
-            raise NotReadyError(self._not_ready_reason())
         if self._timeout is None:
-            return await self._run(model_input, None, gone)
+            return self._run(model_input, None, gone)
+        return self._run_with_deadline(model_input, self._timeout, gone)
+
+    async def _run_with_deadline(self, model_input: Any, timeout: float, gone: Callable[[], bool] | None) -> Any:
         try:
-            return await asyncio.wait_for(self._run(model_input, time.monotonic() + self._timeout, gone),
-                                          self._timeout)
+            return await asyncio.wait_for(self._run(model_input, time.monotonic() + timeout, gone), timeout)
         except asyncio.TimeoutError:
             self.stats.timed_out += 1
             raise DeadlineExceeded(f"the request took longer than runtime.request_timeout_s "
-                                   f"({self._timeout:g} s).") from None
+                                   f"({timeout:g} s).") from None
 
     async def is_healthy(self) -> bool:
         """Ready and, when the Model defines ``is_healthy``, what it says (an exception means no)."""
@@ -122,20 +124,18 @@ class Runtime:
     # -- the request path -------------------------------------------------------------------
 
     async def _run(self, value: Any, deadline: float | None, gone: Callable[[], bool] | None) -> Any:
+        if self.state is not State.READY:
+            raise NotReadyError(self._not_ready_reason())
         predictor = self._predictor
-        assert predictor is not None and self._loop is not None
-        self.stats.in_flight += 1
+        assert predictor is not None
+        stats = self.stats
+        stats.in_flight += 1
         try:
             if self._preprocess is not None:
                 predictor.admit()  # a full queue refuses before preprocess spends anything
                 value = await self._preprocess(value)
-            job = Job(value, self._loop.create_future(), deadline, gone)
-            predictor.submit(job)
-            try:
-                value = await job.future
-            except asyncio.CancelledError:
-                job.cancelled = True
-                raise
+            output = predictor.inline(value, gone)
+            value = await predictor.run(value, deadline, gone) if output is QUEUE else output
             if self._postprocess is not None:
                 if type(value) is ChunkStream:
                     await value.aclose()
@@ -144,7 +144,7 @@ class Runtime:
                 value = await self._postprocess(value)
             return value
         finally:
-            self.stats.in_flight -= 1
+            stats.in_flight -= 1
 
     # -- decided once, at start ---------------------------------------------------------------
 
