@@ -28,6 +28,13 @@ class Histogram:
         self.sum += value
         self.count += 1
 
+    def observe_all(self, values: list[float]) -> None:
+        counts, bounds = self.counts, self.bounds
+        for value in values:
+            counts[bisect_left(bounds, value)] += 1
+        self.sum += sum(values)
+        self.count += len(values)
+
 
 @dataclass
 class RuntimeStats:

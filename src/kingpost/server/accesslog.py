@@ -1,9 +1,9 @@
 """The access log: one line per predict request, written in batches.
 
 A ``logging`` call per request (a LogRecord, a caller lookup, a timestamp format, a locked write)
-cost more CPU than serving an echo request. Lines here are formatted with a timestamp cached per
-second and written once per turn of the event loop: at once when the server is quiet, and many
-lines in one write when it is busy.
+cost more CPU than serving an echo request. Here a request only appends its scope, status and
+duration; once per turn of the event loop the batch is formatted, with one timestamp, and written
+in one call: at once when the server is quiet, many lines together when it is busy.
 """
 
 from __future__ import annotations
@@ -11,28 +11,31 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 
 class AccessLog:
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
-        self._lines: list[str] = []
-        self._second = -1
-        self._stamp = ""
+        self._pending: list[tuple[dict[str, Any], int, float]] = []
 
-    def add(self, client: str, method: str, path: str, status: int, seconds: float) -> None:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
-        if not self._lines:
+    def add(self, scope: dict[str, Any], status: int, seconds: float) -> None:
+        if not self._pending:
             asyncio.get_running_loop().call_soon(self.flush)
-        self._lines.append(f'{self._stamp} {client} "{method} {path}" {status} {seconds * 1000:.1f}ms\n')
+        self._pending.append((scope, status, seconds))
 
     def flush(self) -> None:
-        if self._lines:
-            lines, self._lines = self._lines, []
-            stream = self._stream or sys.stderr
-            stream.write("".join(lines))
-            stream.flush()
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        lines = [f'{stamp} {_client(scope)} "{scope["method"]} {scope["path"]}" {status} {seconds * 1000:.1f}ms\n'
+                 for scope, status, seconds in pending]
+        stream = self._stream or sys.stderr
+        stream.write("".join(lines))
+        stream.flush()
+
+
+def _client(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "-"

@@ -16,8 +16,8 @@ import contextlib
 import itertools
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Any
 
 from kingpost import codecs
@@ -71,10 +71,15 @@ class App:
         self.load_task: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():x}-"
+        self._predict_paths: set[str] = set()  # full request paths already routed to predict
+        self._answered = self.metrics.answered
         self._openapi = codecs.encode_json(openapi.spec(runtime.config, runtime.root.name))
         self._docs = openapi.DOCS_HTML.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("path") in self._predict_paths and scope.get("method") == "POST":  # the hot path, at once
+            await self._predict(scope, receive, send)
+            return
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await self._lifespan(receive, send)
@@ -87,6 +92,8 @@ class App:
         if path.startswith("/v1/models/"):
             if path.endswith((":predict", ":predict_binary")):
                 if method == "POST":
+                    if len(self._predict_paths) < 64:  # any model name is accepted; remember a few
+                        self._predict_paths.add(scope["path"])
                     await self._predict(scope, receive, send)
                 else:
                     await self._plain(send, METHOD_NOT_ALLOWED, b'{"error":"use POST to predict."}', "predict")
@@ -131,30 +138,24 @@ class App:
     # -- predict -----------------------------------------------------------------------------------
 
     async def _predict(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = time.perf_counter()
-        content_type = accept = given_id = None
+        start = perf_counter()
+        content_type = None
         length = -1
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
-            elif name == b"accept":
-                accept = value
             elif name == b"content-length":
                 length = int(value) if value.isdigit() else -1
-            elif name == b"x-request-id":
-                given_id = value
         binary = content_type is not None and content_type != _JSON and codecs.wants_msgpack(content_type)
         watcher: asyncio.Task[None] | None = None
         gone: Callable[[], bool] | None = None
         status = 200
         try:
             message = await receive()  # the usual case, a body in one message, without another coroutine
-            if message.get("more_body") or message["type"] != "http.request" or length > self.max_bytes:
+            body = message.get("body", b"")
+            if message.get("more_body") or message["type"] != "http.request" or length > self.max_bytes \
+                    or len(body) > self.max_bytes:
                 body = await self._read_body(receive, length, message)
-            else:
-                body = message.get("body", b"")
-                if len(body) > self.max_bytes:
-                    raise PayloadTooLargeError(self._too_large(len(body)))
             model_input = codecs.decode_msgpack(body) if binary else codecs.decode_json(body)
             if self._uvicorn:
                 cycle = receive.__self__  # type: ignore[attr-defined]
@@ -164,17 +165,20 @@ class App:
                 watcher = _watch_disconnect(receive)
                 gone = watcher.done
                 result = await self.runtime.predict(model_input)
-            if watcher is not None and type(result) is not ChunkStream:
-                watcher.cancel()  # the watcher is needed while waiting and while streaming only
+                if type(result) is not ChunkStream:
+                    watcher.cancel()  # the watcher is needed while waiting and while streaming only
             if type(result) is ChunkStream:
-                await self._stream(send, result, accept, gone)
+                await self._stream(send, result, _header(scope, b"accept"), gone)
             elif binary:
                 # Truss answers msgpack as application/octet-stream; its clients may check for that type.
                 octet = content_type is not None and content_type.partition(b";")[0].strip().lower() == _OCTET
                 media = _OCTET if octet else _MSGPACK
                 await _respond(send, 200, codecs.encode_msgpack(result), media)
-            else:
-                await _respond(send, 200, codecs.encode_json(result), _JSON)
+            else:  # _respond, written out: the hot path
+                out = codecs.encode_json(result)
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", _JSON), (b"content-length", str(len(out)).encode())]})
+                await send({"type": "http.response.body", "body": out})
         except (_Gone, ClientGone):
             status = 499
         except asyncio.CancelledError:
@@ -185,17 +189,23 @@ class App:
                     await _respond(send, 503, _SHUTTING_DOWN, _JSON, [(b"retry-after", b"1")])
                 raise
         except Exception as exc:  # noqa: BLE001 - every error becomes an answer; the server keeps serving
+            given_id = _header(scope, b"x-request-id")
             request_id = given_id.decode("latin-1") if given_id else self._id_prefix + str(next(self._ids))
             status, err_body, headers = error_answer(exc, request_id, debug=self.debug)
             await _respond(send, status, err_body, _JSON, headers)
         finally:
             if watcher is not None:
                 watcher.cancel()
-        elapsed = time.perf_counter() - start
-        self.metrics.responses["predict", status] += 1
-        self.metrics.latency.observe(elapsed)
+        elapsed = perf_counter() - start
+        if status == 200:
+            answered = self._answered
+            answered.append(elapsed)
+            if len(answered) >= ServerMetrics.FOLD_EVERY:
+                self.metrics.fold()
+        else:
+            self.metrics.answer(status, elapsed)
         if self.access_log is not None:
-            self.access_log.add(_client(scope), scope["method"], scope["path"], status, elapsed)
+            self.access_log.add(scope, status, elapsed)
 
     async def _read_body(self, receive: Receive, length: int, message: Message) -> bytes:
         """The whole body, from its first message on, refused (413) as soon as it is too large."""
@@ -313,9 +323,13 @@ async def _respond(send: Send, status: int, body: bytes, content_type: bytes, ex
     await send({"type": "http.response.body", "body": body})
 
 
-def _client(scope: Scope) -> str:
-    client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else "-"
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    """One request header (the last, if repeated); for the rare paths, the hot one scans once itself."""
+    found = None
+    for key, value in scope["headers"]:
+        if key == name:
+            found = value
+    return found
 
 
 __all__ = ["App", "status_of"]

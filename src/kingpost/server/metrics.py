@@ -8,12 +8,31 @@ from kingpost.stats import Histogram, RuntimeStats
 
 
 class ServerMetrics:
+    FOLD_EVERY = 1024
+
     def __init__(self, stats: RuntimeStats) -> None:
         self.stats = stats
         self.responses: Counter[tuple[str, int]] = Counter()  # (route, status) -> count
         self.latency = Histogram(stats.stages["predict"].bounds)
+        # Durations of successful predicts not yet counted: an append per request, counted in bulk
+        # (every FOLD_EVERY, and before rendering) because a counter and a histogram update per
+        # request cost ~2 us on the hot path. The list object never changes; callers may keep it.
+        self.answered: list[float] = []
+
+    def answer(self, status: int, seconds: float) -> None:
+        """Count one predict response that was not a 200 (200s go to ``answered``)."""
+        self.responses["predict", status] += 1
+        self.latency.observe(seconds)
+
+    def fold(self) -> None:
+        done = self.answered[:]
+        self.answered.clear()
+        if done:
+            self.responses["predict", 200] += len(done)
+            self.latency.observe_all(done)
 
     def render(self, *, waiting: int) -> bytes:
+        self.fold()
         s = self.stats
         lines: list[str] = [
             "# HELP kingpost_requests_total HTTP responses by route and status.",
