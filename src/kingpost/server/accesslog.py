@@ -18,6 +18,8 @@ class AccessLog:
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
         self._pending: list[tuple[dict[str, Any], int, float]] = []
+        self._second = -1
+        self._stamp = ""
 
     def add(self, scope: dict[str, Any], status: int, seconds: float) -> None:
         if not self._pending:
@@ -28,7 +30,10 @@ class AccessLog:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        now = int(time.time())
+        if now != self._second:  # a quiet server flushes every request: format the time once a second
+            self._second, self._stamp = now, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+        stamp = self._stamp
         lines = [f'{stamp} {_client(scope)} "{scope["method"]} {scope["path"]}" {status} {seconds * 1000:.1f}ms\n'
                  for scope, status, seconds in pending]
         stream = self._stream or sys.stderr
