@@ -2,8 +2,8 @@
 
 A ``logging`` call per request (a LogRecord, a caller lookup, a timestamp format, a locked write)
 cost more CPU than serving an echo request. Here a request only appends its scope, status and
-duration; once per turn of the event loop the batch is formatted, with one timestamp, and written
-in one call: at once when the server is quiet, many lines together when it is busy.
+duration; at most ``FLUSH_AFTER_S`` later the batch is formatted, with one timestamp, and written
+in one call. The server flushes what is left when it stops.
 """
 
 from __future__ import annotations
@@ -12,6 +12,10 @@ import asyncio
 import sys
 import time
 from typing import Any, TextIO
+
+FLUSH_AFTER_S = 0.01
+"""Lines wait at most this long: a quiet server then writes one batch per 10 ms instead of a write
+per request (~10 us each: a third of the CPU a request costs at one connection)."""
 
 
 class AccessLog:
@@ -23,7 +27,7 @@ class AccessLog:
 
     def add(self, scope: dict[str, Any], status: int, seconds: float) -> None:
         if not self._pending:
-            asyncio.get_running_loop().call_soon(self.flush)
+            asyncio.get_running_loop().call_later(FLUSH_AFTER_S, self.flush)
         self._pending.append((scope, status, seconds))
 
     def flush(self) -> None:
