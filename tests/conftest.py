@@ -12,8 +12,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
+
+from serving import Server, serving
 
 BUNDLES = Path(__file__).parent / "bundles"
 
@@ -93,7 +96,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Any]]:
 
     A bare name means ``tests/bundles/<name>``. Returns a ``serving.Server``; each is stopped afterwards.
     """
-    from serving import Server, start
+    from serving import start
 
     servers: list[Server] = []
 
@@ -106,3 +109,17 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     yield run
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[Server]:
+    """A server on tests/bundles/server_echo, one per test module that asks for it."""
+    with serving(bundle_path("server_echo")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(echo: Server) -> Iterator[httpx.Client]:
+    """An HTTP client for ``echo`` (a module may define its own ``client`` for another server)."""
+    with httpx.Client(base_url=echo.url, timeout=30) as client:
+        yield client

@@ -13,10 +13,8 @@ import yaml
 import kingpost
 from creating import (
     Cases,
-    assert_close,
+    assert_fresh_matches,
     assert_http_matches,
-    predict_fresh,
-    ruff_clean,
     started_server,
 )
 from serving import Server
@@ -78,10 +76,7 @@ def server(cases: Cases) -> Iterator[Server]:
 
 
 def test_fresh_interpreter_answers_as_in_memory(cases: Cases, server: Server, tmp_path: Path) -> None:
-    outputs = predict_fresh([(path, request) for path, request, _ in cases.values()], tmp_path)
-    for (name, (_, _, expected)), output in zip(cases.items(), outputs, strict=True):
-        assert_close(output, expected, name)
-    ruff_clean(*{path for path, _, _ in cases.values()})
+    assert_fresh_matches(cases, tmp_path)
 
 
 def test_http_answers_as_in_memory(cases: Cases, server: Server) -> None:

@@ -9,32 +9,19 @@ from __future__ import annotations
 import json
 import re
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from conftest import bundle_path
-from serving import Server, serving
+from serving import Server
 
 pytestmark = pytest.mark.timeout(60)
 
 PREDICT = "/v1/models/model:predict"
 READY = "/v1/models/model"
-
-
-@pytest.fixture(scope="module")
-def echo() -> Iterator[Server]:
-    with serving(bundle_path("server_echo")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def client(echo: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=echo.url, timeout=30) as client:
-        yield client
 
 
 def assert_error(response: httpx.Response, status: int) -> str:

@@ -6,7 +6,6 @@ these requests are what a Truss client sends.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from uuid import UUID
@@ -15,25 +14,12 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import bundle_path
 from kingpost.codecs import decode_msgpack, encode_msgpack
-from serving import Server, serving
+from serving import Server
 
 pytestmark = pytest.mark.timeout(60)
 
 PREDICT = "/v1/models/model:predict"
-
-
-@pytest.fixture(scope="module")
-def echo() -> Iterator[Server]:
-    with serving(bundle_path("server_echo")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def client(echo: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=echo.url, timeout=30) as client:
-        yield client
 
 
 @pytest.mark.parametrize("content_type", ["application/octet-stream", "application/msgpack"])

@@ -294,13 +294,11 @@ class ThreadPredictor(_Predictor):
 
     def _settle(self, future: asyncio.Future[Any], value: Any) -> None:
         self._outstanding -= 1
-        if not future.done():
-            future.set_result(value)
+        resolve(future, value)
 
     def _settle_error(self, future: asyncio.Future[Any], exc: BaseException) -> None:
         self._outstanding -= 1
-        if not future.done():
-            future.set_exception(exc)
+        reject(future, exc)
 
     def _work(self) -> None:
         get = self._queue.get

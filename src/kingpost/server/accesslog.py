@@ -35,7 +35,7 @@ class AccessLog:
             return
         pending, self._pending = self._pending, []
         now = int(time.time())
-        if now != self._second:  # a quiet server flushes every request: format the time once a second
+        if now != self._second:  # up to 100 flushes a second: format the time once a second
             self._second, self._stamp = now, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
         stamp = self._stamp
         lines = [f'{stamp} {_client(scope)} "{scope["method"]} {scope["path"]}" {status} {seconds * 1000:.1f}ms\n'
