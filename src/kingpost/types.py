@@ -21,6 +21,12 @@ AsyncHook = Callable[[Any], Awaitable[Any]]
 
 Secrets = Mapping[str, str | None]
 
+# The ASGI contract, as the server and every route family see it.
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
 
 class HookKind(enum.Enum):
     """How a hook runs, decided once at load time."""

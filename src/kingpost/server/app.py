@@ -16,9 +16,8 @@ import contextlib
 import itertools
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from time import perf_counter
-from typing import Any
 
 from kingpost import codecs
 from kingpost.errors import ModelLoadError, PayloadTooLargeError
@@ -28,12 +27,8 @@ from kingpost.server import openapi
 from kingpost.server.accesslog import AccessLog
 from kingpost.server.http import METHOD_NOT_ALLOWED, NOT_FOUND, Headers, error_answer, status_of
 from kingpost.server.metrics import ServerMetrics
-from kingpost.types import State
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from kingpost.server.routes import Params, Route, Router
+from kingpost.types import Message, Receive, Scope, Send, State
 
 logger = logging.getLogger("kingpost.server")
 
@@ -76,51 +71,77 @@ class App:
         self._openapi = codecs.encode_json(openapi.spec(runtime.config, runtime.root.name))
         self._docs = openapi.DOCS_HTML.encode()
 
+        self.router = Router(self.routes())
+
+    def routes(self) -> list[Route]:
+        """The route table. A route family (OpenAI-style, V2, jobs, ...) adds its lines here."""
+        return [
+            Route("/", self._liveness, ("GET",), "liveness"),
+            Route("/health", self._liveness, ("GET",), "liveness"),
+            Route("/metrics", self._metrics, ("GET",), "metrics"),
+            Route("/openapi.json", self._openapi_json, ("GET",), "openapi"),
+            Route("/docs", self._docs_page, ("GET",), "docs"),
+            Route("/v1/models/{model}", self._readiness, ("GET",), "readiness"),
+            Route("/v1/models/{model}:predict", self._predict_route, ("POST",), "predict"),
+            Route("/v1/models/{model}:predict_binary", self._predict_route, ("POST",), "predict"),
+        ]
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("path") in self._predict_paths and scope.get("method") == "POST":  # the hot path, at once
+        # The hot path: a predict path seen before skips the route table.
+        if scope.get("path") in self._predict_paths and scope.get("method") == "POST":
             await self._predict(scope, receive, send)
             return
-        if scope["type"] != "http":
-            if scope["type"] == "lifespan":
-                await self._lifespan(receive, send)
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
             return
         path: str = scope["path"]
         root = scope.get("root_path")
         if root and path.startswith(root):  # mounted under a prefix (uvicorn --root-path, a Serve route)
             path = path[len(root):] or "/"
-        method: str = scope["method"]
-        if path.startswith("/v1/models/"):
-            if path.endswith((":predict", ":predict_binary")):
-                if method == "POST":
-                    if len(self._predict_paths) < 64:  # any model name is accepted; remember a few
-                        self._predict_paths.add(scope["path"])
-                    await self._predict(scope, receive, send)
-                else:
-                    await self._plain(send, METHOD_NOT_ALLOWED, b'{"error":"use POST to predict."}', "predict")
-                return
-            if ":" not in path:
-                await self._readiness(send)
-                return
-        elif path == "/" or path == "/health":
-            await _respond(send, 200, _OK, _JSON)
+        websocket = kind == "websocket"
+        if not websocket and kind != "http":
             return
-        elif path == "/metrics":
-            await _respond(send, 200, self.metrics.render(waiting=self.runtime.waiting),
-                           b"text/plain; version=0.0.4; charset=utf-8")
-            return
-        elif path == "/openapi.json":
-            await _respond(send, 200, self._openapi, _JSON)
-            return
-        elif path == "/docs":
-            await _respond(send, 200, self._docs, b"text/html; charset=utf-8")
-            return
-        await self._plain(send, NOT_FOUND, codecs.encode_json({"error": f"no route for {method} {path}."}), "other")
+        method: str = "" if websocket else scope["method"]
+        match = self.router.match(path, method, websocket=websocket)
+        route = match.route
+        if route is not None:
+            await route.endpoint(scope, receive, send, match.params)
+        elif websocket:
+            await send({"type": "websocket.close", "code": 1008})  # policy violation: no such route
+        elif match.allowed:
+            self.metrics.responses["other", METHOD_NOT_ALLOWED] += 1
+            allowed = ", ".join(match.allowed)
+            await _respond(send, METHOD_NOT_ALLOWED,
+                           codecs.encode_json({"error": f"{method} is not allowed on {path}; use {allowed}."}),
+                           _JSON, [(b"allow", allowed.encode())])
+        else:
+            await self._plain(send, NOT_FOUND, codecs.encode_json({"error": f"no route for {method} {path}."}),
+                              "other")
+
+    async def _predict_route(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        if len(self._predict_paths) < 64:  # any model name is accepted; remember a few for the hot path
+            self._predict_paths.add(scope["path"])
+        await self._predict(scope, receive, send)
+
+    async def _liveness(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        await _respond(send, 200, _OK, _JSON)
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        await _respond(send, 200, self.metrics.render(waiting=self.runtime.waiting),
+                       b"text/plain; version=0.0.4; charset=utf-8")
+
+    async def _openapi_json(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        await _respond(send, 200, self._openapi, _JSON)
+
+    async def _docs_page(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        await _respond(send, 200, self._docs, b"text/html; charset=utf-8")
 
     async def _plain(self, send: Send, status: int, body: bytes, route: str) -> None:
         self.metrics.responses[route, status] += 1
         await _respond(send, status, body, _JSON)
 
-    async def _readiness(self, send: Send) -> None:
+    async def _readiness(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         runtime = self.runtime
         state = runtime.state
         if state is State.READY:
