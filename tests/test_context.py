@@ -24,10 +24,10 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from conftest import bundle_path
+from kingpost.container import dockerfile
+from kingpost.container.context import write_context
 from kingpost.errors import PackagingError
-from kingpost.packaging import dockerfile
-from kingpost.packaging.context import write_context
-from kingpost.packaging.wheel import FIXED_MTIME
+from kingpost.isolated.wheel import FIXED_MTIME
 from serving import Server
 
 GREETING = "hello $USER \"world\", it's \\ ok"  # context_app's environment variable, quotes and all

@@ -23,9 +23,9 @@ import yaml
 
 from conftest import bundle_path
 from kingpost.config import PYTHON_VERSIONS, current_python_version
-from kingpost.packaging._install import failure
-from kingpost.packaging._python import find_interpreter
-from kingpost.packaging.env import environment
+from kingpost.isolated._install import failure
+from kingpost.isolated._python import find_interpreter
+from kingpost.isolated.env import environment
 from serving import start
 
 BUILDING = "kingpost: building environment for"
@@ -271,8 +271,8 @@ def test_pip_builds_when_uv_is_not_wanted(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_non_editable_kingpost_installs_a_wheel_of_itself(tmp_path: Path) -> None:
-    from kingpost.packaging._install import find_installer
-    from kingpost.packaging.wheel import write_kingpost_wheel
+    from kingpost.isolated._install import find_installer
+    from kingpost.isolated.wheel import write_kingpost_wheel
 
     if find_installer().name != "uv":
         pytest.skip("needs uv to make the outer environment quickly")

@@ -27,9 +27,9 @@ import httpx
 import pytest
 
 from conftest import bundle_path
+from kingpost.container.context import write_context
+from kingpost.container.image import build_command, build_image, default_tag
 from kingpost.errors import PackagingError
-from kingpost.packaging.context import write_context
-from kingpost.packaging.image import build_command, build_image, default_tag
 
 FAKE = """#!/bin/sh
 printf '%s\\n' "${{0##*/}} $*" >> "{log}"

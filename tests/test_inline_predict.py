@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from conftest import bundle_path
-from kingpost import predictor
 from kingpost.config import load_config
 from kingpost.errors import ModelError
-from kingpost.predictor import INLINE_AFTER, ClientGone
+from kingpost.predictor import thread_predictor
+from kingpost.predictor.jobs import ClientGone
+from kingpost.predictor.thread_predictor import INLINE_AFTER
 from kingpost.runtime import Runtime
 
 pytestmark = pytest.mark.timeout(60)
@@ -32,7 +33,7 @@ SLOW = {"work": lambda: time.sleep(3 * FAST_S)}
 
 @pytest.fixture(autouse=True)
 def _fast_is_under_10_ms(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(predictor, "INLINE_MAX_S", FAST_S)
+    monkeypatch.setattr(thread_predictor, "INLINE_MAX_S", FAST_S)
 
 
 @contextlib.asynccontextmanager

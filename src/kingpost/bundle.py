@@ -6,15 +6,15 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from kingpost._yaml import read_yaml
+from kingpost.concurrency import LoopThread
 from kingpost.config import Config, load_config
 from kingpost.errors import BundleError, ConfigError
 from kingpost.loader import require_model_file
-from kingpost.predictor import ChunkStream
+from kingpost.predictor.streams import ChunkStream
 from kingpost.runtime import Runtime
 from kingpost.types import State
 
@@ -134,30 +134,7 @@ def read_examples(path: Path) -> dict[str, Any]:
     return examples
 
 
-class _LoopThread:
-    """One daemon thread running the event loop that every in-process Bundle shares."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="kingpost-loop", daemon=True).start()
-                self._loop = loop
-            return self._loop
-
-    def submit(self, coro: Any) -> Future[Any]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def call(self, coro: Any) -> Any:
-        return self.submit(coro).result()
-
-
-_LOOP = _LoopThread()
+_LOOP = LoopThread()
 
 
 class Chunks(Iterator[Any]):

@@ -210,7 +210,7 @@ def check(directory: Path) -> None:
 @_errors_to_one_line
 def context(directory: Path, out: Path) -> None:
     """Write a deterministic container build context (Dockerfile and all) for the bundle to OUT."""
-    from kingpost.packaging.context import write_context
+    from kingpost.container.context import write_context
 
     write_context(directory, out)
     click.echo(f"Wrote build context {out}. Build it with: docker build -t IMAGE {out}")
@@ -224,7 +224,7 @@ def context(directory: Path, out: Path) -> None:
 @_errors_to_one_line
 def image(directory: Path, tag: str | None, context_dir: Path | None) -> None:
     """Build a container image with the engine found (docker, else podman or buildah)."""
-    from kingpost.packaging.image import build_image
+    from kingpost.container.image import build_image
 
     click.echo(f"Built image {build_image(directory, tag=tag, context_dir=context_dir)}")
 
@@ -236,7 +236,7 @@ def image(directory: Path, tag: str | None, context_dir: Path | None) -> None:
 @_errors_to_one_line
 def env(directory: Path, rebuild: bool, clear: bool) -> None:
     """Show (or rebuild, or clear) the isolated environment of a bundle."""
-    from kingpost.packaging.env import env_command
+    from kingpost.isolated.env import env_command
 
     env_command(directory, rebuild=rebuild, clear=clear, echo=click.echo)
 
@@ -268,7 +268,7 @@ def ray(directory: Path, replicas: int | None, autoscale: str | None, address: s
 
 def _run_isolated(directory: Path) -> None:
     """Re-run this very command inside the bundle's environment, without --isolated."""
-    from kingpost.packaging.env import run_isolated
+    from kingpost.isolated.env import run_isolated
 
     argv = [a for a in sys.argv[1:] if a != "--isolated"]
     sys.exit(run_isolated(directory, argv, echo=lambda m: click.echo(m, err=True)))

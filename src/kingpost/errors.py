@@ -102,3 +102,17 @@ def _show(value: object) -> str:
         return value  # already a description such as "<missing>"
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def user_error(stage: str, exc: BaseException) -> KingpostError:
+    """Translate what a user hook raised into the domain error the front doors understand."""
+    if isinstance(exc, KingpostError):
+        return exc
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 500:  # e.g. a Truss model raising HTTPException(400)
+        err: KingpostError = InputError(str(getattr(exc, "detail", None) or exc))
+    else:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        err = ModelError(stage, f"{stage} raised {type(exc).__name__}" + (f": {text}" if text else ""))
+    err.__cause__ = exc
+    return err

@@ -2,7 +2,7 @@
 
 They come from config.yaml's ``requirements`` list or from ``requirements_file`` (a
 requirements.txt, or a pyproject.toml's ``project.dependencies``). The loader names them when an
-import fails, ``check`` compares them with what is installed, and packaging installs them.
+import fails, ``check`` compares them with what is installed, and isolated environments and containers install them.
 """
 
 from __future__ import annotations

@@ -11,19 +11,20 @@ The runtime knows nothing of HTTP or Ray: it raises the domain errors of :mod:`k
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from kingpost import loader
-from kingpost._threads import ElasticPool
+from kingpost.concurrency import ElasticPool, on_daemon_thread, reject, resolve
 from kingpost.config import Config
-from kingpost.errors import DeadlineExceeded, KingpostError, ModelError, ModelLoadError, NotReadyError
-from kingpost.predictor import QUEUE, AsyncPredictor, ChunkStream, ThreadPredictor, reject, resolve, user_error
+from kingpost.errors import DeadlineExceeded, KingpostError, ModelError, ModelLoadError, NotReadyError, user_error
+from kingpost.predictor.jobs import QUEUE
+from kingpost.predictor.streams import ChunkStream
+from kingpost.predictor.task_predictor import TaskPredictor
+from kingpost.predictor.thread_predictor import ThreadPredictor
 from kingpost.secrets import SecretStore
 from kingpost.stats import RuntimeStats
 from kingpost.types import HookKind, State
@@ -48,7 +49,7 @@ class Runtime:
         self._preprocess: Stage | None = None
         self._postprocess: Stage | None = None
         self._healthy: Stage | None = None
-        self._predictor: ThreadPredictor | AsyncPredictor | None = None
+        self._predictor: ThreadPredictor | TaskPredictor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeout = config.runtime.request_timeout_s
 
@@ -59,12 +60,12 @@ class Runtime:
         self._loop = loop = asyncio.get_running_loop()
         self.state = State.LOADING
         try:
-            hooks = await _on_daemon_thread(loop, self._build)
+            hooks = await on_daemon_thread(loop, self._build)
             load = getattr(hooks.instance, "load", None) if "load" in hooks.spec.kinds else None
             if load is not None and hooks.spec.kinds["load"] is HookKind.ASYNC:
                 await self._run_load(load, hooks)
             elif load is not None:
-                await _on_daemon_thread(loop, self._run_load_sync, load, hooks)
+                await on_daemon_thread(loop, self._run_load_sync, load, hooks)
             self._wire(hooks)
         except ModelLoadError as exc:
             self.state, self.failure = State.FAILED, str(exc)
@@ -183,7 +184,7 @@ class Runtime:
         predict = hooks.hook("predict")
         assert predict is not None and self._loop is not None
         rt = self.config.runtime
-        cls = ThreadPredictor if kinds["predict"] in (HookKind.SYNC, HookKind.SYNC_GENERATOR) else AsyncPredictor
+        cls = ThreadPredictor if kinds["predict"] in (HookKind.SYNC, HookKind.SYNC_GENERATOR) else TaskPredictor
         self._predictor = cls(predict, streams=self.streams, slots=rt.predict_concurrency, batching=rt.batching,
                               max_queue=rt.max_queue, stats=self.stats, loop=self._loop)
 
@@ -232,28 +233,4 @@ class Runtime:
         if self.state is State.FAILED:
             return f"the model failed to load: {self.failure}"
         return f"the model is {self.state.value}; retry shortly."
-
-
-def _on_daemon_thread(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-    """Run user code (import, ``__init__``, ``load``) on a daemon thread of its own.
-
-    Not the loop's default executor: its threads are joined when the loop and the interpreter
-    shut down, so a server told to stop (SIGTERM) while load() downloads weights would hang until
-    load() returned.
-    """
-    future = loop.create_future()
-
-    def run() -> None:
-        settle: Callable[[asyncio.Future[Any], Any], None]
-        try:
-            result = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting start()
-            settle, value = reject, exc
-        else:
-            settle, value = resolve, result
-        with contextlib.suppress(RuntimeError):  # the loop is closed: no one is waiting any more
-            loop.call_soon_threadsafe(settle, future, value)
-
-    threading.Thread(target=run, name="kingpost-load", daemon=True).start()
-    return future
 

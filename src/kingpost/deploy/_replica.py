@@ -19,7 +19,7 @@ from ray.exceptions import TaskCancelledError
 
 from kingpost.config import load_config
 from kingpost.errors import NotReadyError
-from kingpost.predictor import ChunkStream
+from kingpost.predictor.streams import ChunkStream
 from kingpost.runtime import Runtime
 
 

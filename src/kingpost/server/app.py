@@ -21,7 +21,8 @@ from time import perf_counter
 
 from kingpost import codecs
 from kingpost.errors import ModelLoadError, PayloadTooLargeError
-from kingpost.predictor import ChunkStream, ClientGone
+from kingpost.predictor.jobs import ClientGone
+from kingpost.predictor.streams import ChunkStream
 from kingpost.runtime import Runtime
 from kingpost.server import openapi
 from kingpost.server.accesslog import AccessLog

@@ -23,8 +23,8 @@ from urllib.request import url2pathname
 
 from kingpost.config import load_config
 from kingpost.errors import PackagingError
-from kingpost.packaging._cache import Echo, Environment, cache_root, ensure, read_marker, remove, state
-from kingpost.packaging._python import find_interpreter, installed_interpreters
+from kingpost.isolated._cache import Echo, Environment, cache_root, ensure, read_marker, remove, state
+from kingpost.isolated._python import find_interpreter, installed_interpreters
 from kingpost.requirements import requirement_lines
 
 __all__ = ["Environment", "ensure", "env_command", "environment", "run_isolated", "state"]

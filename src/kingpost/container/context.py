@@ -2,7 +2,7 @@
 
 Layout of the context (the same bundle always gives byte-identical files, modes and mtimes)::
 
-    Dockerfile          see kingpost.packaging.dockerfile
+    Dockerfile          see kingpost.container.dockerfile
     .dockerignore
     README.md           how to build and run it, and how secrets come at run time
     requirements.txt    the bundle's requirement lines (copied alone, before the code)
@@ -29,9 +29,9 @@ from typing import Any
 import yaml
 
 from kingpost.config import CONFIG_FILENAME, Config, load_config
+from kingpost.container import dockerfile
 from kingpost.errors import PackagingError
-from kingpost.packaging import dockerfile
-from kingpost.packaging.wheel import FIXED_MTIME, write_kingpost_wheel
+from kingpost.isolated.wheel import FIXED_MTIME, write_kingpost_wheel
 from kingpost.requirements import requirement_lines
 
 logger = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from kingpost.errors import PackagingError
-from kingpost.packaging._install import create_venv, failure, find_installer, install_command, run_install
-from kingpost.packaging._python import Interpreter
+from kingpost.isolated._install import create_venv, failure, find_installer, install_command, run_install
+from kingpost.isolated._python import Interpreter
 
 MARKER = "kingpost-env.json"
 Echo = Callable[[str], None]
@@ -106,7 +106,7 @@ def _build(env: Environment, echo: Echo) -> None:
             if env.kingpost_project is not None:
                 kingpost = ["-e", str(env.kingpost_project)]
             else:
-                from kingpost.packaging.wheel import write_kingpost_wheel
+                from kingpost.isolated.wheel import write_kingpost_wheel
 
                 kingpost = [str(write_kingpost_wheel(Path(wheels)))]
             what = ", ".join([*env.requirements, f"kingpost {env.kingpost_description}"])

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 from kingpost.config import load_config
+from kingpost.container.context import write_context
 from kingpost.errors import PackagingError
-from kingpost.packaging.context import write_context
 
 ENGINES = ("docker", "podman", "buildah")
 

@@ -1,1 +1,0 @@
-"""Packaging: isolated environments, container build contexts and images."""

@@ -1,0 +1,53 @@
+"""The output of a streaming predict, as the runtime hands it to every front door."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kingpost.predictor.jobs import Job
+
+END = object()
+"""Put into a stream after its last chunk."""
+
+
+class Failure:
+    """Put into a stream when the generator raised: the reader raises ``error``."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class ChunkStream:
+    """The output of a streaming predict, read with ``async for``; ``aclose()`` abandons it."""
+
+    def __init__(self, job: Job) -> None:
+        self._job = job
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._done = False
+
+    def put(self, item: Any) -> None:  # called on the loop
+        self._queue.put_nowait(item)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._done:
+            raise StopAsyncIteration
+        item = await self._queue.get()
+        if item is END:
+            self._done = True
+            raise StopAsyncIteration
+        if isinstance(item, Failure):
+            self._done = True
+            raise item.error
+        return item
+
+    async def aclose(self) -> None:
+        self._done = True
+        self._job.cancelled = True

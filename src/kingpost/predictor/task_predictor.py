@@ -1,0 +1,102 @@
+"""An async predict on ``slots`` worker tasks on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import AsyncGeneratorType
+from typing import Any
+
+from kingpost.concurrency import reject, resolve
+from kingpost.errors import user_error
+from kingpost.predictor.batching import batch_done, batch_started
+from kingpost.predictor.jobs import Job, Predictor
+from kingpost.predictor.streams import END, ChunkStream, Failure
+
+
+class TaskPredictor(Predictor):
+    """Async predict on ``slots`` worker tasks on the event loop."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._tasks = [self._loop.create_task(self._work()) for _ in range(self._slots)]
+
+    def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    def _deliver(self, job: Job, value: Any) -> None:
+        resolve(job.future, value)
+
+    def _fail(self, job: Job, exc: BaseException) -> None:
+        reject(job.future, exc)
+
+    async def _work(self) -> None:
+        while True:
+            job = await self._queue.get()
+            if self._batching is not None:
+                jobs = await self._gather(job)
+                now = time.monotonic()
+                jobs = [j for j in jobs if self._live(j, now)]
+                if jobs:
+                    await self._call_batch(jobs)
+            elif self._live(job, time.monotonic()):
+                await self._call_one(job)
+
+    async def _gather(self, first: Job) -> list[Job]:
+        assert self._batching is not None
+        jobs = [first]
+        until = first.enqueued + self._batching.max_wait_ms / 1000
+        while len(jobs) < self._batching.max_batch_size:
+            remaining = until - time.monotonic()
+            try:
+                if remaining > 0:
+                    jobs.append(await asyncio.wait_for(self._queue.get(), remaining))
+                else:
+                    jobs.append(self._queue.get_nowait())
+            except (asyncio.TimeoutError, asyncio.QueueEmpty):
+                break
+        return jobs
+
+    async def _call_batch(self, jobs: list[Job]) -> None:
+        start = batch_started(self._stats, jobs)
+        try:
+            outputs = await self._fn([job.input for job in jobs])
+        except Exception as exc:  # noqa: BLE001 - the user's error becomes every job's answer
+            batch_done(self._stats, jobs, start, None, exc, self._deliver, self._fail)
+        else:
+            batch_done(self._stats, jobs, start, outputs, None, self._deliver, self._fail)
+
+    async def _call_one(self, job: Job) -> None:
+        self._stats.predicting += 1
+        start = time.perf_counter()
+        try:
+            if self._streams:
+                await self._pump(job, self._fn(job.input))
+            else:
+                output = await self._fn(job.input)
+                if type(output) is AsyncGeneratorType:  # Truss streams a returned generator too
+                    await self._pump(job, output)
+                else:
+                    self._deliver(job, output)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(job, user_error("predict", exc))
+        finally:
+            self._stats.predicting -= 1
+            self._stats.stages["predict"].observe(time.perf_counter() - start)
+
+    async def _pump(self, job: Job, generator: Any) -> None:
+        stream = ChunkStream(job)
+        resolve(job.future, stream)
+        try:
+            async for chunk in generator:
+                if job.cancelled:
+                    break
+                stream.put(chunk)
+        except Exception as exc:  # noqa: BLE001
+            stream.put(Failure(user_error("predict", exc)))
+        else:
+            stream.put(END)
+        finally:
+            await generator.aclose()

@@ -1,0 +1,196 @@
+"""A sync predict on ``slots`` dedicated threads, or on the loop while it is faster than a hand-off."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable
+from types import GeneratorType
+from typing import Any
+
+from kingpost.concurrency import reject, resolve
+from kingpost.errors import user_error
+from kingpost.predictor.batching import batch_done, batch_started
+from kingpost.predictor.jobs import QUEUE, ClientGone, Job, Predictor
+from kingpost.predictor.streams import END, ChunkStream, Failure
+
+_STOP = object()
+
+INLINE_MAX_S = 0.0001
+"""A sync predict is called on the event loop only while its calls take less than this: a hand-off
+to a predict thread and back costs ~10-15 us of CPU and two context switches, and a call this short
+delays the loop's other requests less than that hand-off would."""
+INLINE_AFTER = 32
+"""Consecutive calls under INLINE_MAX_S before predict is called on the loop; multiplied by 4 (up to
+INLINE_AFTER_MAX) each time a call on the loop took longer, so a predict that is only sometimes slow
+stops blocking the loop."""
+INLINE_AFTER_MAX = 1 << 20
+
+
+class _PumpJob(Job):
+    """A generator returned by a predict called on the loop: a predict thread drives it into ``stream``."""
+
+    __slots__ = ("stream",)
+    stream: ChunkStream
+
+
+class ThreadPredictor(Predictor):
+    """Sync predict on ``slots`` dedicated threads, or on the loop while it is faster than a hand-off."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._outstanding = 0  # jobs submitted and not yet settled; read and written on the loop only
+        self._fast = 0  # consecutive calls under INLINE_MAX_S (written by the predict threads too)
+        inline = not self._streams and self._batching is None
+        self._inline_after = INLINE_AFTER if inline else INLINE_AFTER_MAX + 1
+        self._threads = [threading.Thread(target=self._work, name=f"kingpost-predict-{i}", daemon=True)
+                         for i in range(self._slots)]
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._queue.put(_STOP)
+
+    def submit(self, job: Job) -> None:
+        super().submit(job)
+        self._outstanding += 1
+
+    def inline(self, value: Any, gone: Callable[[], bool] | None) -> Any:
+        # The loop is the only submitter, so while predict runs here no job can start on a thread:
+        # with fewer than `slots` jobs outstanding, calling predict now keeps within the slots.
+        if self._fast < self._inline_after or self._outstanding >= self._slots:
+            return QUEUE
+        if gone is not None and gone():
+            raise ClientGone()
+        output = self._call_inline(value)
+        if type(output) is not GeneratorType:
+            return output
+        job = _PumpJob(output, self._loop.create_future(), None, gone)  # a thread drives the stream,
+        job.stream = ChunkStream(job)  # holding a slot until it ends
+        self.submit(job)
+        return job.stream
+
+    def _call_inline(self, value: Any) -> Any:
+        stats = self._stats
+        stats.predicting += 1
+        start = time.perf_counter()
+        try:
+            return self._fn(value)
+        except BaseException as exc:  # noqa: BLE001 - answered as on a predict thread; user_error keeps the cause
+            raise user_error("predict", exc)  # noqa: B904
+        finally:
+            elapsed = time.perf_counter() - start
+            stats.predicting -= 1
+            stats.stages["predict"].observe(elapsed)
+            if elapsed < INLINE_MAX_S:
+                self._fast += 1
+            else:  # it blocked the loop: back to the threads, and longer before trying again
+                self._fast = 0
+                self._inline_after = min(self._inline_after * 4, INLINE_AFTER_MAX)
+
+    def _deliver(self, job: Job, value: Any) -> None:
+        self._loop.call_soon_threadsafe(self._settle, job.future, value)
+
+    def _fail(self, job: Job, exc: BaseException) -> None:
+        self._loop.call_soon_threadsafe(self._settle_error, job.future, exc)
+
+    def _settle(self, future: asyncio.Future[Any], value: Any) -> None:
+        self._outstanding -= 1
+        resolve(future, value)
+
+    def _settle_error(self, future: asyncio.Future[Any], exc: BaseException) -> None:
+        self._outstanding -= 1
+        reject(future, exc)
+
+    def _work(self) -> None:
+        get = self._queue.get
+        while True:
+            job = get()
+            if job is _STOP:
+                return
+            if type(job) is _PumpJob:
+                self._pump(job, job.input, job.stream)
+            elif self._batching is not None:
+                jobs, stop = self._gather(job)
+                now = time.monotonic()
+                jobs = [j for j in jobs if self._live(j, now)]
+                if jobs:
+                    self._call_batch(jobs)
+                if stop:
+                    return
+            elif self._live(job, time.monotonic()):
+                self._call_one(job)
+
+    def _gather(self, first: Job) -> tuple[list[Job], bool]:
+        assert self._batching is not None
+        jobs = [first]
+        until = first.enqueued + self._batching.max_wait_ms / 1000
+        while len(jobs) < self._batching.max_batch_size:
+            remaining = until - time.monotonic()
+            try:
+                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is _STOP:
+                return jobs, True
+            jobs.append(job)
+        return jobs, False
+
+    def _call_batch(self, jobs: list[Job]) -> None:
+        """Call predict on a list of jobs' inputs and hand each job its own output."""
+        start = batch_started(self._stats, jobs)
+        try:
+            outputs = self._fn([job.input for job in jobs])
+        except BaseException as exc:  # noqa: BLE001 - the user's error becomes every job's answer
+            batch_done(self._stats, jobs, start, None, exc, self._deliver, self._fail)
+        else:
+            batch_done(self._stats, jobs, start, outputs, None, self._deliver, self._fail)
+
+    def _call_one(self, job: Job) -> None:
+        self._stats.predicting += 1
+        start = time.perf_counter()
+        try:
+            output = self._fn(job.input)
+        except BaseException as exc:  # noqa: BLE001
+            error: BaseException | None = exc
+        else:
+            error = None
+        # Timed before the hand-back: waking the loop makes this thread wait for the GIL.
+        self._fast = self._fast + 1 if time.perf_counter() - start < INLINE_MAX_S else 0
+        try:
+            if error is not None:
+                self._fail(job, user_error("predict", error))
+            elif self._streams or type(output) is GeneratorType:  # Truss streams a returned generator too
+                self._pump(job, output)
+            else:
+                self._deliver(job, output)
+        finally:
+            self._stats.predicting -= 1
+            self._stats.stages["predict"].observe(time.perf_counter() - start)
+
+    def _pump(self, job: Job, generator: Any, stream: ChunkStream | None = None) -> None:
+        """Drive a sync generator on this predict thread (holding the slot) into a ChunkStream."""
+        loop = self._loop
+        if stream is None:
+            stream = ChunkStream(job)
+            loop.call_soon_threadsafe(resolve, job.future, stream)
+        last: Any = END
+        try:
+            try:
+                for chunk in generator:
+                    if job.cancelled:
+                        break
+                    loop.call_soon_threadsafe(stream.put, chunk)
+            finally:
+                generator.close()
+        except BaseException as exc:  # noqa: BLE001
+            last = Failure(user_error("predict", exc))
+        loop.call_soon_threadsafe(self._stream_end, stream, last)
+
+    def _stream_end(self, stream: ChunkStream, last: Any) -> None:
+        self._outstanding -= 1  # the slot is free only now, not when the stream was handed over
+        stream.put(last)
