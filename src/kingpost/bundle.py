@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kingpost._yaml import read_yaml
 from kingpost.concurrency import LoopThread
-from kingpost.config import Config, load_config
-from kingpost.errors import BundleError, ConfigError
+from kingpost.config import Config, load_config, read_examples
+from kingpost.errors import BundleError
 from kingpost.loader import require_model_file
 from kingpost.predictor.streams import ChunkStream
 from kingpost.runtime import Runtime
@@ -82,12 +81,6 @@ class Bundle:
         """Load the model now instead of on the first predict."""
         self._started()
 
-    def serve(self, host: str = "127.0.0.1", port: int = 8080, **options: Any) -> int:
-        """Serve this bundle over HTTP in this process until SIGINT/SIGTERM; returns the exit status."""
-        from kingpost.server.run import serve
-
-        return serve(self.path, host=host, port=port, **options)
-
     def close(self) -> None:
         if self._runtime is not None:
             _LOOP.call(self._runtime.stop())
@@ -116,22 +109,6 @@ class Bundle:
         assert self._loading is not None
         await asyncio.shield(self._loading)
         return runtime
-
-
-def read_examples(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    data = read_yaml(path)
-    if data is None:
-        return {}
-    if not isinstance(data, list):
-        raise ConfigError(path, "", "a list of {name, input} entries", f"<{type(data).__name__}>")
-    examples = {}
-    for i, entry in enumerate(data):
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or "input" not in entry:
-            raise ConfigError(path, f"[{i}]", "a mapping with a string 'name' and an 'input'", entry)
-        examples[entry["name"]] = entry["input"]
-    return examples
 
 
 _LOOP = LoopThread()

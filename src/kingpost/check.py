@@ -7,8 +7,7 @@ from importlib import metadata
 from pathlib import Path
 
 from kingpost import loader
-from kingpost.bundle import read_examples
-from kingpost.config import Config, load_config
+from kingpost.config import Config, load_config, read_examples
 from kingpost.errors import KingpostError
 from kingpost.requirements import requirement_lines, requirement_name
 

@@ -311,3 +311,20 @@ def _kind(value: Any) -> Any:
     if isinstance(value, str | int | float | bool):
         return value
     return f"<{type(value).__name__}>"
+
+
+def read_examples(path: Path) -> dict[str, Any]:
+    """examples.yaml as ``{name: input}`` (empty when there is none)."""
+    if not path.is_file():
+        return {}
+    data = read_yaml(path)
+    if data is None:
+        return {}
+    if not isinstance(data, list):
+        raise ConfigError(path, "", "a list of {name, input} entries", f"<{type(data).__name__}>")
+    examples = {}
+    for i, entry in enumerate(data):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or "input" not in entry:
+            raise ConfigError(path, f"[{i}]", "a mapping with a string 'name' and an 'input'", entry)
+        examples[entry["name"]] = entry["input"]
+    return examples

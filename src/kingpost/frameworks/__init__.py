@@ -16,7 +16,6 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,7 @@ import yaml
 from kingpost.errors import BundleError, KingpostError
 from kingpost.frameworks._requirements import pinned
 from kingpost.frameworks._source import Copier
-from kingpost.frameworks._template import RESERVED, Artifact, Hooks, render, write_model
+from kingpost.frameworks._template import RESERVED, Artifact, Hooks, Target, render, write_model
 
 if TYPE_CHECKING:
     from kingpost.bundle import Bundle
@@ -41,26 +40,6 @@ _FRAMEWORKS = {
 SUPPORTED = ("scikit-learn estimators and pipelines, XGBoost and LightGBM models, PyTorch nn.Modules, Keras 3 "
              "models, Hugging Face transformers pipelines, ONNX models (or a path to a .onnx file), or any "
              "other Python callable")
-
-
-@dataclass
-class Target:
-    """Where a framework module writes, and the example it may trace the model with."""
-
-    data: Path  # the bundle's data/ directory
-    packages: Path  # the bundle's packages/ directory (on sys.path when the bundle runs)
-    example_input: Any = None
-    preprocess: Callable[..., Any] | None = None
-
-    def model_example(self) -> Any:
-        """The example as the model receives it: ``example_input`` after the user's preprocess."""
-        if self.example_input is None or self.preprocess is None:
-            return self.example_input
-        if inspect.iscoroutinefunction(self.preprocess):
-            import asyncio
-
-            return asyncio.run(self.preprocess(self.example_input))
-        return self.preprocess(self.example_input)
 
 
 def create(
@@ -215,7 +194,7 @@ def _copy_local_modules(modules: dict[str, Any], packages: Path) -> None:
 
 
 def _config(artifact: Artifact, name: str, requirements: list[str]) -> str:
-    from kingpost import __version__
+    from kingpost._version import __version__
     from kingpost.config import current_python_version
 
     data = {

@@ -1,5 +1,9 @@
 """The model.py that ``kingpost.create`` writes: one skeleton, filled in by a framework module.
 
+A framework module gets a :class:`Target` (where to write) and returns an :class:`Artifact` (what it
+wrote and the code that serves it); both live here, so plug-ins never import the package that
+loads them by name.
+
 The generated file imports nothing from kingpost, so the bundle also runs under Truss. It reads
 top to bottom as: docstring (what is in data/, what a request and an answer look like), imports,
 constants, the user's hooks and helpers (copied source), class Model, and small helper functions.
@@ -7,13 +11,35 @@ constants, the user's hooks and helpers (copied source), class Model, and small 
 
 from __future__ import annotations
 
+import inspect
 import pprint
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kingpost.frameworks._source import Code
+
+
+@dataclass
+class Target:
+    """Where a framework module writes, and the example it may trace the model with."""
+
+    data: Path  # the bundle's data/ directory
+    packages: Path  # the bundle's packages/ directory (on sys.path when the bundle runs)
+    example_input: Any = None
+    preprocess: Callable[..., Any] | None = None
+
+    def model_example(self) -> Any:
+        """The example as the model receives it: ``example_input`` after the user's preprocess."""
+        if self.example_input is None or self.preprocess is None:
+            return self.example_input
+        if inspect.iscoroutinefunction(self.preprocess):
+            import asyncio
+
+            return asyncio.run(self.preprocess(self.example_input))
+        return self.preprocess(self.example_input)
 
 
 @dataclass

@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from kingpost.errors import BundleError
-from kingpost.frameworks import Target
-from kingpost.frameworks._template import TO_JSONABLE, UNWRAP, Artifact
+from kingpost.frameworks._template import TO_JSONABLE, UNWRAP, Artifact, Target
 
 _BACKEND_MODULES = {"torch": {"torch"}, "jax": {"jax", "jaxlib"}, "tensorflow": {"tensorflow"}, "numpy": set()}
 

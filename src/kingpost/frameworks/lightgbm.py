@@ -12,9 +12,8 @@ import re
 from typing import Any
 
 from kingpost.errors import BundleError
-from kingpost.frameworks import Target
 from kingpost.frameworks._tabular import rows
-from kingpost.frameworks._template import TO_JSONABLE, Artifact
+from kingpost.frameworks._template import TO_JSONABLE, Artifact, Target
 
 CLASSIFY = '''\
 scores = self._model.predict(model_input)

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kingpost.errors import BundleError
-from kingpost.frameworks import Target
-from kingpost.frameworks._template import TO_JSONABLE, UNWRAP, Artifact
+from kingpost.frameworks._template import TO_JSONABLE, UNWRAP, Artifact, Target
 
 FEEDS = '''\
 class BadInput(ValueError):

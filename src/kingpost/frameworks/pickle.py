@@ -13,10 +13,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from kingpost.frameworks import Target
 from kingpost.frameworks._requirements import pickled_modules
 from kingpost.frameworks._source import is_local_module
-from kingpost.frameworks._template import TO_JSONABLE, Artifact
+from kingpost.frameworks._template import TO_JSONABLE, Artifact, Target
 
 LOAD = '''\
 with (self._data_dir / "model.pkl").open("rb") as f:

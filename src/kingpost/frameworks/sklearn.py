@@ -13,11 +13,10 @@ import sys
 import warnings
 from typing import Any
 
-from kingpost.frameworks import Target
 from kingpost.frameworks._requirements import pickled_modules
 from kingpost.frameworks._source import Code, is_local_module
 from kingpost.frameworks._tabular import estimator_predict, rows
-from kingpost.frameworks._template import TO_JSONABLE, Artifact
+from kingpost.frameworks._template import TO_JSONABLE, Artifact, Target
 
 
 def save(model: Any, target: Target) -> Artifact:

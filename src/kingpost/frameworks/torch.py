@@ -17,9 +17,8 @@ import warnings
 from typing import Any
 
 from kingpost.errors import BundleError
-from kingpost.frameworks import Target
 from kingpost.frameworks._source import Copier, is_installed_module
-from kingpost.frameworks._template import TO_JSONABLE, UNWRAP, Artifact, import_order
+from kingpost.frameworks._template import TO_JSONABLE, UNWRAP, Artifact, Target, import_order
 
 TENSORS = '''\
 def tensors(request):

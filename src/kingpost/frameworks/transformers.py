@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from kingpost.errors import BundleError
-from kingpost.frameworks import Target
 from kingpost.frameworks._source import is_literal
-from kingpost.frameworks._template import TO_JSONABLE, Artifact
+from kingpost.frameworks._template import TO_JSONABLE, Artifact, Target
 
 PIPELINE_INPUT = '''\
 def pipeline_input(request):

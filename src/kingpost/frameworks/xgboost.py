@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from kingpost.errors import BundleError
-from kingpost.frameworks import Target
 from kingpost.frameworks._tabular import estimator_predict, rows
-from kingpost.frameworks._template import TO_JSONABLE, UNWRAP, Artifact
+from kingpost.frameworks._template import TO_JSONABLE, UNWRAP, Artifact, Target
 
 DMATRIX = '''\
 def dmatrix(request):

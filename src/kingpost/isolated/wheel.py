@@ -28,11 +28,9 @@ def kingpost_wheel_name() -> str:
 
 def write_kingpost_wheel(directory: Path) -> Path:
     """Write ``kingpost-<version>-py3-none-any.whl`` of the running kingpost into ``directory``."""
-    import kingpost
-
     dist = _distribution()
     dist_info = f"kingpost-{dist.version}.dist-info"
-    package = Path(kingpost.__file__).parent
+    package = Path(__file__).parent.parent  # the kingpost package directory
     entries: list[tuple[str, bytes]] = [
         (f"kingpost/{path.relative_to(package).as_posix()}", path.read_bytes()) for path in _package_files(package)
     ]
