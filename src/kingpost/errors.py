@@ -14,7 +14,8 @@
     │   └── ModelError ......... a user hook raised; `.stage` names which one
     └── PackagingError ......... an environment, build context, image or deployment could not be made
 
-Foreign and user errors are translated at the boundary with ``raise X(...) from exc``.
+Foreign and user errors are translated at the boundary with ``raise X(...) from exc``; their
+text enters a sentence only through :func:`describe` (and a hook's error through :func:`user_error`).
 HTTP status codes for these live in exactly one table: ``kingpost.server.http``.
 """
 
@@ -104,6 +105,14 @@ def _show(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def describe(exc: BaseException, *, end: bool = False) -> str:
+    """An exception as kingpost's sentences name it: ``KeyError: 'api_url'``, the type and the first
+    line of its message; ``end=True`` closes the sentence with a full stop unless it has one."""
+    text = str(exc).strip()
+    described = f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    return described + "." if end and not described.endswith((".", "!", "?")) else described
+
+
 def user_error(stage: str, exc: BaseException) -> KingpostError:
     """Translate what a user hook raised into the domain error the front doors understand."""
     if isinstance(exc, KingpostError):
@@ -112,7 +121,6 @@ def user_error(stage: str, exc: BaseException) -> KingpostError:
     if isinstance(status, int) and 400 <= status < 500:  # e.g. a Truss model raising HTTPException(400)
         err: KingpostError = InputError(str(getattr(exc, "detail", None) or exc))
     else:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        err = ModelError(stage, f"{stage} raised {type(exc).__name__}" + (f": {text}" if text else ""))
+        err = ModelError(stage, f"{stage} raised {describe(exc)}")
     err.__cause__ = exc
     return err

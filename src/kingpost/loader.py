@@ -24,7 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from kingpost.config import Config
-from kingpost.errors import BundleError, ConfigError, MissingRequirementError, ModelLoadError
+from kingpost.errors import BundleError, ConfigError, MissingRequirementError, ModelLoadError, describe
 from kingpost.requirements import requirement_import_name, requirement_lines
 from kingpost.types import Hook, HookKind
 
@@ -128,7 +128,7 @@ def construct(spec: ModelSpec, root: Path, config: Config, secrets: Mapping[str,
         instance = spec.cls(**kwargs)
     except Exception as exc:
         raise ModelLoadError(
-            f"{rel(root, spec.file)}: {spec.cls.__name__}() raised {describe(exc)}"
+            f"{rel(root, spec.file)}: {spec.cls.__name__}() raised {describe(exc, end=True)}"
         ) from exc
     return ModelHooks(instance=instance, spec=spec)
 
@@ -190,7 +190,7 @@ def _import_module(root: Path, config: Config, file: Path) -> ModuleType:
             _forget(package, module_name)
             if not isinstance(exc, Exception):
                 raise
-            raise ModelLoadError(f"{rel(root, file)}: importing it raised {describe(exc)}") from exc
+            raise ModelLoadError(f"{rel(root, file)}: importing it raised {describe(exc, end=True)}") from exc
         finally:
             mine = {k: v for k, v in sys.modules.items() if k == alias or k.startswith(alias + ".")}
             for k in mine:
@@ -224,13 +224,6 @@ def _missing(root: Path, config: Config, file: Path, exc: ModuleNotFoundError) -
     else:
         hint = f"no installed package provides it; add it to {where}"
     return MissingRequirementError(f"{rel(root, file)}: missing requirement: cannot import {name!r}: {hint}.")
-
-
-def describe(exc: BaseException) -> str:
-    """``KeyError: 'api_url'.``: the exception's type and first line, ending the sentence."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return described if described.endswith((".", "!", "?")) else described + "."
 
 
 def rel(root: Path, file: Path) -> str:

@@ -20,7 +20,15 @@ from typing import Any
 from kingpost import loader
 from kingpost.concurrency import ElasticPool, on_daemon_thread, reject, resolve
 from kingpost.config import Config
-from kingpost.errors import DeadlineExceeded, KingpostError, ModelError, ModelLoadError, NotReadyError, user_error
+from kingpost.errors import (
+    DeadlineExceeded,
+    KingpostError,
+    ModelError,
+    ModelLoadError,
+    NotReadyError,
+    describe,
+    user_error,
+)
 from kingpost.predictor.jobs import QUEUE
 from kingpost.predictor.streams import ChunkStream
 from kingpost.predictor.task_predictor import TaskPredictor
@@ -173,7 +181,7 @@ class Runtime:
 
     def _load_error(self, hooks: loader.ModelHooks, exc: Exception) -> ModelLoadError:
         where = loader.rel(self.root, hooks.spec.file)
-        return ModelLoadError(f"{where}: {hooks.spec.cls.__name__}.load() raised {loader.describe(exc)}")
+        return ModelLoadError(f"{where}: {hooks.spec.cls.__name__}.load() raised {describe(exc, end=True)}")
 
     def _wire(self, hooks: loader.ModelHooks) -> None:
         kinds = hooks.spec.kinds

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-from kingpost.errors import PackagingError
+from kingpost.errors import PackagingError, describe
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def init(ray: ModuleType, options: Mapping[str, Any], *, owns_cluster: bool) -> 
             hint = "" if owns_cluster or os.environ.get("RAY_AUTH_MODE") else (
                 " (a cluster with token authentication needs RAY_AUTH_MODE=token here, and its token "
                 "in RAY_AUTH_TOKEN or ~/.ray/auth_token)")
-            raise PackagingError(f"could not {where}: {first_line(exc).rstrip('.')}{hint}.") from exc
+            raise PackagingError(f"could not {where}: {describe(exc).rstrip('.')}{hint}.") from exc
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -99,8 +99,3 @@ def shutdown(ray: ModuleType, serve: ModuleType, name: str, *, owns_cluster: boo
             serve.delete(name)
     finally:
         ray.shutdown()
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

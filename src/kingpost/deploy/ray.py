@@ -33,7 +33,7 @@ from packaging.version import Version
 from kingpost.config import Config, load_config
 from kingpost.deploy import _ray_cluster as cluster
 from kingpost.deploy._ray_options import deployment_options, parse_autoscale
-from kingpost.errors import ConfigError, PackagingError
+from kingpost.errors import ConfigError, PackagingError, describe
 
 if TYPE_CHECKING:
     from ray.serve import Application
@@ -219,7 +219,7 @@ def _import_ray() -> tuple[ModuleType, ModuleType]:
     except ImportError as exc:
         if importlib.util.find_spec("ray") is None:
             raise PackagingError(_MISSING) from exc
-        raise PackagingError(f"Ray Serve is installed but does not import ({cluster.first_line(exc)}); "
+        raise PackagingError(f"Ray Serve is installed but does not import ({describe(exc)}); "
                              f"reinstall it with: {INSTALL_LINE}") from exc
     if Version(ray.__version__) < MIN_RAY:  # the replica relies on Serve's late-bound ASGI ingress
         raise PackagingError(f"kingpost ray needs Ray {MIN_RAY} or newer, found {ray.__version__}; "
@@ -251,7 +251,7 @@ def _bind(
         deployment = serve.deployment(KingpostReplica).options(name=name, **options)
     except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise ConfigError(config.path, "runtime.ray", "deployment options that Ray Serve accepts",
-                          f"<{cluster.first_line(exc)}>") from exc
+                          f"<{describe(exc)}>") from exc
     return deployment.bind(str(root), payload, None if secrets_dir is None else str(secrets_dir)), options, name
 
 

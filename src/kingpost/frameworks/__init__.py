@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from kingpost.errors import BundleError, KingpostError
+from kingpost.errors import BundleError, KingpostError, describe
 from kingpost.frameworks._requirements import pinned
 from kingpost.frameworks._source import Copier
 from kingpost.frameworks._template import RESERVED, Artifact, Hooks, Target, render, write_model
@@ -145,9 +145,7 @@ def _save(framework: Any, model: Any, target: Target) -> Artifact:
         raise BundleError(f"saving the model needs {exc.name or 'a package'}, which is not installed; "
                           f"pip install 'kingpost[{extra}]'.") from exc
     except Exception as exc:
-        from kingpost.loader import describe
-
-        raise BundleError(f"could not save the model: {describe(exc)}") from exc
+        raise BundleError(f"could not save the model: {describe(exc, end=True)}") from exc
     return artifact
 
 

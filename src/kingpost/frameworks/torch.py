@@ -16,7 +16,7 @@ import re
 import warnings
 from typing import Any
 
-from kingpost.errors import BundleError
+from kingpost.errors import BundleError, describe
 from kingpost.frameworks._source import Copier, is_installed_module
 from kingpost.frameworks._template import TO_JSONABLE, UNWRAP, Artifact, Target, import_order
 
@@ -91,8 +91,8 @@ def _export(model: Any, args: tuple[Any, ...]) -> Any:
     try:
         program = torch.export.export(model, args)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds; all mean "cannot export"
-        warnings.warn(f"torch.export could not export {type(model).__name__} ({type(exc).__name__}: "
-                      f"{str(exc).splitlines()[0] if str(exc) else ''}); kingpost.create saves its state dict and "
+        warnings.warn(f"torch.export could not export {type(model).__name__} ({describe(exc)}); "
+                      "kingpost.create saves its state dict and "
                       "class source instead.", UserWarning, stacklevel=5)
         return None
     warnings.warn(f"torch.export could not make the batch dimension of {type(model).__name__} dynamic; the bundle "

@@ -13,6 +13,7 @@ from kingpost.errors import (
     NotReadyError,
     PayloadTooLargeError,
     QueueFullError,
+    describe,
 )
 
 logger = logging.getLogger("kingpost.server")
@@ -53,7 +54,7 @@ def error_answer(exc: BaseException, request_id: str, *, debug: bool) -> tuple[i
                    else f"the model's {exc.stage} raised an exception (request {request_id}).")
     elif status == 500:
         logger.error("request %s: internal error", request_id, exc_info=exc)
-        message = (f"internal error: {type(exc).__name__}: {exc} (request {request_id})." if debug
+        message = (f"internal error: {describe(exc)} (request {request_id})." if debug
                    else f"internal error (request {request_id}).")
     else:
         message = str(exc)
