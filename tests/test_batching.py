@@ -30,7 +30,7 @@ def test_64_concurrent_requests_reach_predict_in_batches_of_at_most_8_and_each_g
         runtime = await _started("batch_tagged")
         try:
             results = await _many(runtime, [{"tag": f"r{i}", "value": i} for i in range(64)])
-            return results, list(runtime._predictor._fn.__self__.batch_sizes)  # type: ignore[union-attr]
+            return results, list(runtime._predictor._hook.fn.__self__.batch_sizes)  # type: ignore[union-attr]
         finally:
             await runtime.stop()
 
@@ -103,7 +103,7 @@ def test_a_request_cancelled_before_its_batch_started_is_dropped() -> None:
     async def scenario() -> Any:
         runtime = await _started("batch_tagged")
         gate = runtime._predictor  # type: ignore[union-attr]
-        model = gate._fn.__self__  # type: ignore[union-attr]
+        model = gate._hook.fn.__self__  # type: ignore[union-attr]
         try:
             # Hold the only predict slot with a batch that waits on an event.
             import threading
@@ -116,7 +116,7 @@ def test_a_request_cancelled_before_its_batch_started_is_dropped() -> None:
                     release.wait(10)
                 return original(items)
 
-            gate._fn = held
+            gate._hook.fn = held
             holder = asyncio.ensure_future(runtime.predict({"tag": "hold", "value": 0}))
             while runtime.stats.predicting == 0:
                 await asyncio.sleep(0.005)

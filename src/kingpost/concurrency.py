@@ -6,6 +6,7 @@
   ``concurrent.futures.ThreadPoolExecutor`` caps threads at ``max_workers`` (Truss's server silently
   caps sync hooks at ~40 in flight that way). Here a new thread starts whenever no idle one is
   available, and idle threads are reused, so the pool is as wide as the requests in flight.
+- :func:`in_pool` makes a sync hook awaitable: it runs on the pool, its outcome settles a future.
 - :func:`on_daemon_thread` runs user code that may take long (import, ``__init__``, ``load``) on a
   daemon thread of its own.
 - :class:`LoopThread` is the background event loop the in-process front door runs models on.
@@ -17,7 +18,6 @@ The predict threads (``kingpost.predictor.thread_predictor``) hand results back 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -77,6 +77,34 @@ class ElasticPool:
         self._idle = 0
 
 
+def settle(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], fn: Callable[..., Any], *args: Any) -> None:
+    """Call ``fn`` on this (non-loop) thread and settle the loop's ``future`` with what it returned or raised."""
+    try:
+        result = fn(*args)
+    except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
+        outcome: Callable[[asyncio.Future[Any], Any], None] = reject
+        value: Any = exc
+    else:
+        outcome, value = resolve, result
+    try:  # not contextlib.suppress: this runs once per sync pre/post hook call, and that allocates
+        loop.call_soon_threadsafe(outcome, future, value)
+    except RuntimeError:  # the loop is closed: no one is waiting any more
+        return
+
+
+def in_pool(pool: ElasticPool, loop: asyncio.AbstractEventLoop,
+            fn: Callable[[Any], Any]) -> Callable[[Any], asyncio.Future[Any]]:
+    """``fn`` (one argument) run on ``pool``, as a function whose result the loop awaits."""
+    submit = pool.submit
+
+    def call(value: Any) -> asyncio.Future[Any]:
+        future = loop.create_future()
+        submit(settle, loop, future, fn, value)
+        return future
+
+    return call
+
+
 def on_daemon_thread(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
     """Run user code (import, ``__init__``, ``load``) on a daemon thread of its own.
 
@@ -85,19 +113,7 @@ def on_daemon_thread(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *a
     load() returned.
     """
     future = loop.create_future()
-
-    def run() -> None:
-        settle: Callable[[asyncio.Future[Any], Any], None]
-        try:
-            result = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting start()
-            settle, value = reject, exc
-        else:
-            settle, value = resolve, result
-        with contextlib.suppress(RuntimeError):  # the loop is closed: no one is waiting any more
-            loop.call_soon_threadsafe(settle, future, value)
-
-    threading.Thread(target=run, name="kingpost-load", daemon=True).start()
+    threading.Thread(target=settle, args=(loop, future, fn, *args), name="kingpost-load", daemon=True).start()
     return future
 
 

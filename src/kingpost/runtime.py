@@ -11,6 +11,7 @@ The runtime knows nothing of HTTP or Ray: it raises the domain errors of :mod:`k
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kingpost import loader
-from kingpost.concurrency import ElasticPool, on_daemon_thread, reject, resolve
+from kingpost.concurrency import ElasticPool, in_pool, on_daemon_thread
 from kingpost.config import Config
 from kingpost.errors import (
     DeadlineExceeded,
@@ -27,8 +28,8 @@ from kingpost.errors import (
     ModelLoadError,
     NotReadyError,
     describe,
-    user_error,
 )
+from kingpost.hooks import Hook
 from kingpost.predictor.jobs import QUEUE
 from kingpost.predictor.streams import ChunkStream
 from kingpost.predictor.task_predictor import TaskPredictor
@@ -69,11 +70,11 @@ class Runtime:
         self.state = State.LOADING
         try:
             hooks = await on_daemon_thread(loop, self._build)
-            load = getattr(hooks.instance, "load", None) if "load" in hooks.spec.kinds else None
-            if load is not None and hooks.spec.kinds["load"] is HookKind.ASYNC:
-                await self._run_load(load, hooks)
+            load = self._hook(hooks, "load", timed=False, translate=functools.partial(self._load_error, hooks))
+            if load is not None and load.kind is HookKind.ASYNC:
+                await load.acall(None)
             elif load is not None:
-                await on_daemon_thread(loop, self._run_load_sync, load, hooks)
+                await on_daemon_thread(loop, load.call, None)
             self._wire(hooks)
         except ModelLoadError as exc:
             self.state, self.failure = State.FAILED, str(exc)
@@ -167,75 +168,39 @@ class Runtime:
                                  "generator predict.")
         return loader.construct(spec, self.root, self.config, self.secrets)
 
-    def _run_load_sync(self, load: Callable[[], Any], hooks: loader.ModelHooks) -> None:
-        try:
-            load()
-        except Exception as exc:
-            raise self._load_error(hooks, exc) from exc
-
-    async def _run_load(self, load: Callable[[], Any], hooks: loader.ModelHooks) -> None:
-        try:
-            await load()
-        except Exception as exc:
-            raise self._load_error(hooks, exc) from exc
-
-    def _load_error(self, hooks: loader.ModelHooks, exc: Exception) -> ModelLoadError:
+    def _load_error(self, hooks: loader.ModelHooks, exc: BaseException) -> ModelLoadError:
         where = loader.rel(self.root, hooks.spec.file)
         return ModelLoadError(f"{where}: {hooks.spec.cls.__name__}.load() raised {describe(exc, end=True)}")
 
     def _wire(self, hooks: loader.ModelHooks) -> None:
-        kinds = hooks.spec.kinds
-        self._preprocess = self._stage(hooks, "preprocess")
-        self._postprocess = self._stage(hooks, "postprocess")
-        self._healthy = self._stage(hooks, "is_healthy", timed=False)
+        self._preprocess = self._stage(self._hook(hooks, "preprocess"))
+        self._postprocess = self._stage(self._hook(hooks, "postprocess"))
+        self._healthy = self._stage(self._hook(hooks, "is_healthy", timed=False))
         self.streams = hooks.spec.streams
-        predict = hooks.hook("predict")
+        predict = self._hook(hooks, "predict")
         assert predict is not None and self._loop is not None
         rt = self.config.runtime
-        cls = ThreadPredictor if kinds["predict"] in (HookKind.SYNC, HookKind.SYNC_GENERATOR) else TaskPredictor
-        self._predictor = cls(predict, streams=self.streams, slots=rt.predict_concurrency, batching=rt.batching,
-                              max_queue=rt.max_queue, stats=self.stats, loop=self._loop)
+        cls = TaskPredictor if predict.kind in (HookKind.ASYNC, HookKind.ASYNC_GENERATOR) else ThreadPredictor
+        self._predictor = cls(predict, slots=rt.predict_concurrency, batching=rt.batching, max_queue=rt.max_queue,
+                              loop=self._loop)
 
-    def _stage(self, hooks: loader.ModelHooks, name: str, *, timed: bool = True) -> Stage | None:
+    def _hook(self, hooks: loader.ModelHooks, name: str, **options: Any) -> Hook | None:
         fn = hooks.hook(name)
         if fn is None:
             return None
-        if name == "is_healthy":
+        if name in ("load", "is_healthy"):
             raw: Callable[[], Any] = fn  # type: ignore[assignment]
             fn = lambda _unused: raw()  # noqa: E731 - same one-argument shape as the other hooks
-        histogram = self.stats.stages.get(name) if timed else None
-        loop = self._loop
-        assert loop is not None
-        if hooks.spec.kinds[name] is HookKind.ASYNC:
-            async def call_async(value: Any) -> Any:
-                start = time.perf_counter()
-                try:
-                    return await fn(value)
-                except Exception as exc:
-                    raise user_error(name, exc) from exc
-                finally:
-                    if histogram is not None:
-                        histogram.observe(time.perf_counter() - start)
-            return call_async
+        return Hook(fn, name, hooks.spec.kinds[name], self.stats, **options)
 
-        pool = self._pool
-
-        def run(value: Any, future: asyncio.Future[Any]) -> None:
-            start = time.perf_counter()
-            try:
-                result = fn(value)
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
-                loop.call_soon_threadsafe(reject, future, user_error(name, exc))
-            else:
-                loop.call_soon_threadsafe(resolve, future, result)
-            if histogram is not None:
-                histogram.observe(time.perf_counter() - start)
-
-        def call_in_thread(value: Any) -> Awaitable[Any]:
-            future = loop.create_future()
-            pool.submit(run, value, future)
-            return future
-        return call_in_thread
+    def _stage(self, hook: Hook | None) -> Stage | None:
+        """How a pre/post hook runs, decided once: async on the loop, sync on the elastic pool."""
+        if hook is None:
+            return None
+        if hook.kind is HookKind.ASYNC:
+            return hook.acall
+        assert self._loop is not None
+        return in_pool(self._pool, self._loop, hook.call)
 
     def _not_ready_reason(self) -> str:
         if self.state is State.FAILED:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kingpost.errors import KingpostError, ModelError, user_error
+from kingpost.errors import KingpostError, ModelError
 from kingpost.predictor.jobs import Job
 from kingpost.stats import RuntimeStats
 
@@ -28,23 +27,23 @@ def _array_like() -> tuple[type, ...]:
     return (np.ndarray,) if np is not None else ()
 
 
-def batch_started(stats: RuntimeStats, jobs: list[Job]) -> float:
+def batch_inputs(stats: RuntimeStats, jobs: list[Job]) -> list[Any]:
+    """The list predict is called with (its size observed in ``stats.batch_sizes``)."""
     stats.batch_sizes.observe(len(jobs))
-    stats.predicting += len(jobs)
-    return time.perf_counter()
+    return [job.input for job in jobs]
 
 
-def batch_done(stats: RuntimeStats, jobs: list[Job], start: float, outputs: Any, error: BaseException | None,
-               deliver: Callable[[Job, Any], None], fail: Callable[[Job, BaseException], None]) -> None:
-    stats.predicting -= len(jobs)
-    stats.stages["predict"].observe(time.perf_counter() - start)
-    try:
-        if error is not None:
-            raise user_error("predict", error)
-        checked = batch_outputs(len(jobs), outputs)
-    except KingpostError as err:
-        for job in jobs:
-            fail(job, err)
-    else:
-        for job, output in zip(jobs, checked, strict=True):
-            deliver(job, output)
+def hand_out(jobs: list[Job], outputs: Any, error: KingpostError | None,
+             deliver: Callable[[Job, Any], None], fail: Callable[[Job, BaseException], None]) -> None:
+    """Each job its own item of a batched predict's ``outputs``, or every job the ``error``."""
+    if error is None:
+        try:
+            checked = batch_outputs(len(jobs), outputs)
+        except KingpostError as err:
+            error = err
+        else:
+            for job, output in zip(jobs, checked, strict=True):
+                deliver(job, output)
+            return
+    for job in jobs:
+        fail(job, error)

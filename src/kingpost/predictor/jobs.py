@@ -11,7 +11,7 @@ from typing import Any
 
 from kingpost.config import Batching
 from kingpost.errors import DeadlineExceeded, QueueFullError
-from kingpost.stats import RuntimeStats
+from kingpost.hooks import Hook
 
 QUEUE: Any = object()
 """What :meth:`Predictor.inline` returns when predict cannot be called on the loop now."""
@@ -39,14 +39,14 @@ class ClientGone(Exception):
 class Predictor:
     """What both kinds share: admission (max_queue), liveness checks and the job queue."""
 
-    def __init__(self, fn: Callable[[Any], Any], *, streams: bool, slots: int, batching: Batching | None,
-                 max_queue: int | None, stats: RuntimeStats, loop: asyncio.AbstractEventLoop) -> None:
-        self._fn = fn
-        self._streams = streams
+    def __init__(self, hook: Hook, *, slots: int, batching: Batching | None, max_queue: int | None,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self._hook = hook
+        self._streams = hook.kind.streams
         self._slots = slots
         self._batching = batching
         self._max_queue = max_queue
-        self._stats = stats
+        self._stats = hook.stats
         self._loop = loop
 
     _queue: queue.SimpleQueue[Any] | asyncio.Queue[Any]

@@ -8,8 +8,8 @@ from types import AsyncGeneratorType
 from typing import Any
 
 from kingpost.concurrency import reject, resolve
-from kingpost.errors import user_error
-from kingpost.predictor.batching import batch_done, batch_started
+from kingpost.errors import KingpostError
+from kingpost.predictor.batching import batch_inputs, hand_out
 from kingpost.predictor.jobs import Job, Predictor
 from kingpost.predictor.streams import END, ChunkStream, Failure
 
@@ -60,31 +60,33 @@ class TaskPredictor(Predictor):
         return jobs
 
     async def _call_batch(self, jobs: list[Job]) -> None:
-        start = batch_started(self._stats, jobs)
+        outputs, error = None, None
         try:
-            outputs = await self._fn([job.input for job in jobs])
-        except Exception as exc:  # noqa: BLE001 - the user's error becomes every job's answer
-            batch_done(self._stats, jobs, start, None, exc, self._deliver, self._fail)
-        else:
-            batch_done(self._stats, jobs, start, outputs, None, self._deliver, self._fail)
+            outputs = await self._hook.acall(batch_inputs(self._stats, jobs), len(jobs))
+        except KingpostError as err:
+            error = err
+        hand_out(jobs, outputs, error, self._deliver, self._fail)
 
     async def _call_one(self, job: Job) -> None:
-        self._stats.predicting += 1
-        start = time.perf_counter()
+        hook = self._hook
+        if self._streams:  # a generator predict: counted and timed until its stream ends
+            start = hook.started()
+            try:
+                await self._pump(job, hook.fn(job.input))
+            except Exception as exc:  # noqa: BLE001 - the call itself failed (its signature)
+                self._fail(job, hook.error(exc))
+            finally:
+                hook.finished(start)
+            return
         try:
-            if self._streams:
-                await self._pump(job, self._fn(job.input))
+            output = await hook.acall(job.input)
+        except KingpostError as err:
+            self._fail(job, err)
+        else:
+            if type(output) is AsyncGeneratorType:  # Truss streams a returned generator too
+                await self._pump(job, output)
             else:
-                output = await self._fn(job.input)
-                if type(output) is AsyncGeneratorType:  # Truss streams a returned generator too
-                    await self._pump(job, output)
-                else:
-                    self._deliver(job, output)
-        except Exception as exc:  # noqa: BLE001
-            self._fail(job, user_error("predict", exc))
-        finally:
-            self._stats.predicting -= 1
-            self._stats.stages["predict"].observe(time.perf_counter() - start)
+                self._deliver(job, output)
 
     async def _pump(self, job: Job, generator: Any) -> None:
         stream = ChunkStream(job)
@@ -95,7 +97,7 @@ class TaskPredictor(Predictor):
                     break
                 stream.put(chunk)
         except Exception as exc:  # noqa: BLE001
-            stream.put(Failure(user_error("predict", exc)))
+            stream.put(Failure(self._hook.error(exc)))
         else:
             stream.put(END)
         finally:

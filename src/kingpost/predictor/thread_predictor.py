@@ -11,8 +11,8 @@ from types import GeneratorType
 from typing import Any
 
 from kingpost.concurrency import reject, resolve
-from kingpost.errors import user_error
-from kingpost.predictor.batching import batch_done, batch_started
+from kingpost.errors import KingpostError
+from kingpost.predictor.batching import batch_inputs, hand_out
 from kingpost.predictor.jobs import QUEUE, ClientGone, Job, Predictor
 from kingpost.predictor.streams import END, ChunkStream, Failure
 
@@ -66,31 +66,21 @@ class ThreadPredictor(Predictor):
             return QUEUE
         if gone is not None and gone():
             raise ClientGone()
-        output = self._call_inline(value)
+        hook = self._hook
+        try:
+            output = hook.call(value)  # answered as on a predict thread
+        finally:
+            if hook.elapsed < INLINE_MAX_S:
+                self._fast += 1
+            else:  # it blocked the loop: back to the threads, and longer before trying again
+                self._fast = 0
+                self._inline_after = min(self._inline_after * 4, INLINE_AFTER_MAX)
         if type(output) is not GeneratorType:
             return output
         job = _PumpJob(output, self._loop.create_future(), None, gone)  # a thread drives the stream,
         job.stream = ChunkStream(job)  # holding a slot until it ends
         self.submit(job)
         return job.stream
-
-    def _call_inline(self, value: Any) -> Any:
-        stats = self._stats
-        stats.predicting += 1
-        start = time.perf_counter()
-        try:
-            return self._fn(value)
-        except BaseException as exc:  # noqa: BLE001 - answered as on a predict thread; user_error keeps the cause
-            raise user_error("predict", exc)  # noqa: B904
-        finally:
-            elapsed = time.perf_counter() - start
-            stats.predicting -= 1
-            stats.stages["predict"].observe(elapsed)
-            if elapsed < INLINE_MAX_S:
-                self._fast += 1
-            else:  # it blocked the loop: back to the threads, and longer before trying again
-                self._fast = 0
-                self._inline_after = min(self._inline_after * 4, INLINE_AFTER_MAX)
 
     def _deliver(self, job: Job, value: Any) -> None:
         self._loop.call_soon_threadsafe(self._settle, job.future, value)
@@ -142,35 +132,39 @@ class ThreadPredictor(Predictor):
 
     def _call_batch(self, jobs: list[Job]) -> None:
         """Call predict on a list of jobs' inputs and hand each job its own output."""
-        start = batch_started(self._stats, jobs)
+        outputs, error = None, None
         try:
-            outputs = self._fn([job.input for job in jobs])
-        except BaseException as exc:  # noqa: BLE001 - the user's error becomes every job's answer
-            batch_done(self._stats, jobs, start, None, exc, self._deliver, self._fail)
-        else:
-            batch_done(self._stats, jobs, start, outputs, None, self._deliver, self._fail)
+            outputs = self._hook.call(batch_inputs(self._stats, jobs), len(jobs))
+        except KingpostError as err:
+            error = err
+        hand_out(jobs, outputs, error, self._deliver, self._fail)
 
     def _call_one(self, job: Job) -> None:
-        self._stats.predicting += 1
-        start = time.perf_counter()
+        if self._streams:
+            self._call_generator(job)
+            return
         try:
-            output = self._fn(job.input)
-        except BaseException as exc:  # noqa: BLE001
-            error: BaseException | None = exc
+            output = self._hook.call(job.input)
+        except KingpostError as err:
+            self._fail(job, err)
+            return
+        finally:  # timed before the hand-back: waking the loop makes this thread wait for the GIL
+            self._fast = self._fast + 1 if self._hook.elapsed < INLINE_MAX_S else 0
+        if type(output) is GeneratorType:  # Truss streams a returned generator too
+            self._pump(job, output)
         else:
-            error = None
-        # Timed before the hand-back: waking the loop makes this thread wait for the GIL.
-        self._fast = self._fast + 1 if time.perf_counter() - start < INLINE_MAX_S else 0
+            self._deliver(job, output)
+
+    def _call_generator(self, job: Job) -> None:
+        """A generator predict: counted and timed until its stream ends."""
+        hook = self._hook
+        start = hook.started()
         try:
-            if error is not None:
-                self._fail(job, user_error("predict", error))
-            elif self._streams or type(output) is GeneratorType:  # Truss streams a returned generator too
-                self._pump(job, output)
-            else:
-                self._deliver(job, output)
+            self._pump(job, hook.fn(job.input))  # calling a generator function runs none of its body
+        except BaseException as exc:  # noqa: BLE001 - the call itself failed (its signature)
+            self._fail(job, hook.error(exc))
         finally:
-            self._stats.predicting -= 1
-            self._stats.stages["predict"].observe(time.perf_counter() - start)
+            hook.finished(start)
 
     def _pump(self, job: Job, generator: Any, stream: ChunkStream | None = None) -> None:
         """Drive a sync generator on this predict thread (holding the slot) into a ChunkStream."""
@@ -188,7 +182,7 @@ class ThreadPredictor(Predictor):
             finally:
                 generator.close()
         except BaseException as exc:  # noqa: BLE001
-            last = Failure(user_error("predict", exc))
+            last = Failure(self._hook.error(exc))
         loop.call_soon_threadsafe(self._stream_end, stream, last)
 
     def _stream_end(self, stream: ChunkStream, last: Any) -> None:
