@@ -56,12 +56,7 @@ class ElasticPool:
         self._queue.put((fn, args))
 
     def _work(self) -> None:
-        get = self._queue.get
-        while True:
-            item = get()
-            if item is _STOP:
-                return
-            fn, args = item
+        for fn, args in iter(self._queue.get, _STOP):
             fn(*args)  # fn reports its own outcome; it never raises
             with self._lock:
                 self._idle += 1

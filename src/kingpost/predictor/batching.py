@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from kingpost.config import Batching
 from kingpost.errors import KingpostError, ModelError
 from kingpost.predictor.jobs import Job
 from kingpost.stats import RuntimeStats
@@ -25,6 +27,14 @@ def _array_like() -> tuple[type, ...]:
 
     np = sys.modules.get("numpy")
     return (np.ndarray,) if np is not None else ()
+
+
+def window(first: Job, batching: Batching) -> Iterator[float]:
+    """Before each further job of the batch ``first`` opens: the seconds left to wait for it (at
+    most ``max_wait_ms`` after ``first`` arrived; <= 0: take only what already waits)."""
+    until = first.enqueued + batching.max_wait_ms / 1000
+    for _ in range(batching.max_batch_size - 1):
+        yield until - time.monotonic()
 
 
 def batch_inputs(stats: RuntimeStats, jobs: list[Job]) -> list[Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from kingpost.concurrency import reject, resolve
 from kingpost.errors import KingpostError
-from kingpost.predictor.batching import batch_inputs, hand_out
+from kingpost.predictor.batching import batch_inputs, hand_out, window
 from kingpost.predictor.jobs import Job, Predictor
 from kingpost.predictor.streams import END, ChunkStream, Failure
 
@@ -47,9 +47,7 @@ class TaskPredictor(Predictor):
     async def _gather(self, first: Job) -> list[Job]:
         assert self._batching is not None
         jobs = [first]
-        until = first.enqueued + self._batching.max_wait_ms / 1000
-        while len(jobs) < self._batching.max_batch_size:
-            remaining = until - time.monotonic()
+        for remaining in window(first, self._batching):
             try:
                 if remaining > 0:
                     jobs.append(await asyncio.wait_for(self._queue.get(), remaining))

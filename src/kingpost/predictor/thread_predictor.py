@@ -12,7 +12,7 @@ from typing import Any
 
 from kingpost.concurrency import reject, resolve
 from kingpost.errors import KingpostError
-from kingpost.predictor.batching import batch_inputs, hand_out
+from kingpost.predictor.batching import batch_inputs, hand_out, window
 from kingpost.predictor.jobs import QUEUE, ClientGone, Job, Predictor
 from kingpost.predictor.streams import END, ChunkStream, Failure
 
@@ -118,9 +118,7 @@ class ThreadPredictor(Predictor):
     def _gather(self, first: Job) -> tuple[list[Job], bool]:
         assert self._batching is not None
         jobs = [first]
-        until = first.enqueued + self._batching.max_wait_ms / 1000
-        while len(jobs) < self._batching.max_batch_size:
-            remaining = until - time.monotonic()
+        for remaining in window(first, self._batching):
             try:
                 job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
