@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from kingpost.config import load_config
 from kingpost.errors import DeadlineExceeded, ModelError, ModelLoadError
 from kingpost.runtime import Runtime
 
@@ -16,7 +15,7 @@ BUNDLES = Path(__file__).parent / "bundles"
 
 
 async def _started(name: str) -> Runtime:
-    runtime = Runtime(BUNDLES / name, load_config(BUNDLES / name))
+    runtime = Runtime.from_dir(BUNDLES / name)
     await runtime.start()
     return runtime
 

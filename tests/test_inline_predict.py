@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from conftest import bundle_path
-from kingpost.config import load_config
 from kingpost.errors import ModelError
 from kingpost.predictor import thread_predictor
 from kingpost.predictor.jobs import ClientGone
@@ -39,7 +38,7 @@ def _fast_is_under_10_ms(monkeypatch: pytest.MonkeyPatch) -> None:
 @contextlib.asynccontextmanager
 async def probe(path: Path | None = None) -> AsyncIterator[Runtime]:
     path = path or bundle_path("inline_probe")
-    runtime = Runtime(path, load_config(path))
+    runtime = Runtime.from_dir(path)
     await runtime.start()
     try:
         yield runtime

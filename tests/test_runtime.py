@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from conftest import bundle_path
-from kingpost.config import load_config
 from kingpost.errors import InputError, ModelError, ModelLoadError, NotReadyError
 from kingpost.runtime import Runtime
 from kingpost.types import State
@@ -33,7 +32,7 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
 @contextlib.asynccontextmanager
 async def running(where: str | Path, **kwargs: Any) -> AsyncIterator[Runtime]:
     path = bundle_path(where) if isinstance(where, str) else where
-    runtime = Runtime(path, load_config(path), **kwargs)
+    runtime = Runtime.from_dir(path, **kwargs)
     await runtime.start()
     try:
         yield runtime
@@ -58,7 +57,7 @@ async def drain(stream: Any) -> list[Any]:
 def test_states_new_loading_ready() -> None:
     async def main() -> None:
         path = bundle_path("echo")
-        runtime = Runtime(path, load_config(path))
+        runtime = Runtime.from_dir(path)
         assert runtime.state is State.NEW
         with pytest.raises(NotReadyError, match=r"^the model is new; retry shortly\.$"):
             await runtime.predict(1)
@@ -80,7 +79,7 @@ def test_states_new_loading_ready() -> None:
 def test_failed_state_keeps_the_reason() -> None:
     async def main() -> None:
         path = bundle_path("load_raises")
-        runtime = Runtime(path, load_config(path))
+        runtime = Runtime.from_dir(path)
         with pytest.raises(ModelLoadError):
             await runtime.start()
         reason = "load_raises/model/model.py: Model.load() raised FileNotFoundError: weights.bin is not in data/."

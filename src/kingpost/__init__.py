@@ -64,29 +64,29 @@ if TYPE_CHECKING:
     from kingpost.frameworks import create
 
 
-def load(directory: str | Path, *, secrets_dir: str | Path | None = None) -> Bundle:
-    """Open the bundle in ``directory`` and validate its config; no user code runs yet.
+def load(bundle_dir: str | Path, *, secrets_dir: str | Path | None = None) -> Bundle:
+    """Open the bundle in ``bundle_dir`` and validate its config; no user code runs yet.
 
     Raises :class:`ConfigError` (one sentence: file, key, expected, found) for a bad config.
     """
     from kingpost.bundle import Bundle
 
-    return Bundle(directory, secrets_dir=secrets_dir)
+    return Bundle(bundle_dir, secrets_dir=secrets_dir)
 
 
-def init(directory: str | Path) -> Bundle:
-    """Scaffold a new bundle in ``directory`` (which must be new or empty) and open it."""
+def init(bundle_dir: str | Path) -> Bundle:
+    """Scaffold a new bundle in ``bundle_dir`` (which must be new or empty) and open it."""
     from kingpost.bundle import Bundle
     from kingpost.scaffold import init as scaffold
 
-    return Bundle(scaffold(directory))
+    return Bundle(scaffold(bundle_dir))
 
 
-def serve(directory: str | Path, *, host: str = "127.0.0.1", port: int = 8080, **options: Any) -> int:
+def serve(bundle_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080, **options: Any) -> int:
     """Serve the bundle over HTTP until SIGINT/SIGTERM (see ``kingpost serve --help``)."""
     from kingpost.server.run import serve as run
 
-    return run(directory, host=host, port=port, **options)
+    return run(bundle_dir, host=host, port=port, **options)
 
 
 def __getattr__(name: str) -> Any:

@@ -27,24 +27,24 @@ class Bundle:
     already runs a loop.
     """
 
-    def __init__(self, path: str | Path, config: Config | None = None, *, secrets_dir: str | Path | None = None):
-        self.path = Path(path)
-        if not self.path.is_dir():
-            raise BundleError(f"{self.path}: expected a bundle directory, found "
-                              f"{'a file' if self.path.exists() else 'nothing'}.")
-        self.config = config if config is not None else load_config(self.path)
-        require_model_file(self.path, self.config)
+    def __init__(self, bundle_dir: str | Path, config: Config | None = None, *, secrets_dir: str | Path | None = None):
+        self.bundle_dir = Path(bundle_dir)
+        if not self.bundle_dir.is_dir():
+            raise BundleError(f"{self.bundle_dir}: expected a bundle directory, found "
+                              f"{'a file' if self.bundle_dir.exists() else 'nothing'}.")
+        self.config = config if config is not None else load_config(self.bundle_dir)
+        require_model_file(self.bundle_dir, self.config)
         self._secrets_dir = secrets_dir
         self._runtime: Runtime | None = None
         self._loading: asyncio.Future[None] | None = None
         self._start_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"Bundle({str(self.path)!r}, name={self.name!r})"
+        return f"Bundle({str(self.bundle_dir)!r}, name={self.name!r})"
 
     @property
     def name(self) -> str:
-        return self.config.model_name or self.path.resolve().name
+        return self.config.model_name or self.bundle_dir.resolve().name
 
     @property
     def state(self) -> State:
@@ -57,7 +57,7 @@ class Bundle:
 
     def examples(self) -> dict[str, Any]:
         """The bundle's examples.yaml as ``{name: input}`` (empty when there is none)."""
-        return read_examples(self.path / self.config.examples_filename)
+        return read_examples(self.bundle_dir / self.config.examples_filename)
 
     def predict(self, model_input: Any = None, *, example: str | None = None) -> Any:
         """Pre-process, predict and post-process one input; an iterator of chunks when predict streams."""
@@ -92,7 +92,7 @@ class Bundle:
         examples = self.examples()
         if example not in examples:
             names = ", ".join(sorted(examples)) or "none"
-            raise BundleError(f"{self.path / self.config.examples_filename}: no example named {example!r} "
+            raise BundleError(f"{self.bundle_dir / self.config.examples_filename}: no example named {example!r} "
                               f"(examples: {names}).")
         return examples[example]
 
@@ -104,7 +104,7 @@ class Bundle:
         with self._start_lock:
             runtime = self._runtime
             if runtime is None:
-                runtime = self._runtime = Runtime(self.path, self.config, secrets_dir=self._secrets_dir)
+                runtime = self._runtime = Runtime(self.bundle_dir, self.config, secrets_dir=self._secrets_dir)
                 self._loading = asyncio.ensure_future(runtime.start())
         assert self._loading is not None
         await asyncio.shield(self._loading)

@@ -22,7 +22,7 @@ class Requirement:
 
 @dataclass
 class Report:
-    path: Path
+    bundle_dir: Path
     config: Config
     model_file: Path
     hooks: dict[str, str] = field(default_factory=dict)  # hook -> sync/async/sync generator/...
@@ -36,24 +36,24 @@ class Report:
         return [r for r in self.requirements if not r.satisfied]
 
 
-def check(directory: str | Path) -> Report:
+def check(bundle_dir: str | Path) -> Report:
     """Validate the config and examples, import model.py and inspect its Model class.
 
     A bad config raises ConfigError. A model.py that fails to import is reported in ``error``,
     with everything else still filled in.
     """
-    path = Path(directory)
-    config = load_config(path)
-    report = Report(path=path, config=config, model_file=loader.model_file(path, config))
-    report.examples = list(read_examples(path / config.examples_filename))
-    report.requirements = [_requirement(line) for line in requirement_lines(path, config)]
-    data = path / config.data_dir
+    bundle_dir = Path(bundle_dir)
+    config = load_config(bundle_dir)
+    report = Report(bundle_dir=bundle_dir, config=config, model_file=loader.model_file(bundle_dir, config))
+    report.examples = list(read_examples(bundle_dir / config.examples_filename))
+    report.requirements = [_requirement(line) for line in requirement_lines(bundle_dir, config)]
+    data = bundle_dir / config.data_dir
     if data.is_dir():
         report.data_files = sorted(
             (str(f.relative_to(data)), f.stat().st_size) for f in data.rglob("*") if f.is_file()
         )
     try:
-        spec = loader.import_model_class(path, config)
+        spec = loader.import_model_class(bundle_dir, config)
     except KingpostError as exc:
         report.error = exc
     else:

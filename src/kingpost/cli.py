@@ -172,12 +172,12 @@ def check(directory: Path) -> None:
     report = run_check(directory)
     cfg = report.config
     echo = click.echo
-    echo(f"bundle        {report.path}  (model_name: {cfg.model_name or '-'}, python: {cfg.python_version})")
+    echo(f"bundle        {report.bundle_dir}  (model_name: {cfg.model_name or '-'}, python: {cfg.python_version})")
     if cfg.description:
         echo(f"description   {cfg.description}")
     for key, value in cfg.model_metadata.items():
         echo(f"metadata      {key}: {value}")
-    echo(f"model file    {report.model_file.relative_to(report.path)}  (class {cfg.model_class_name})")
+    echo(f"model file    {report.model_file.relative_to(report.bundle_dir)}  (class {cfg.model_class_name})")
     if report.hooks:
         echo("hooks         " + ", ".join(f"{name}: {kind}" for name, kind in report.hooks.items()))
     rt = cfg.runtime

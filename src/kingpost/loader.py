@@ -59,42 +59,43 @@ class ModelHooks:
         return getattr(self.instance, name) if name in self.spec.kinds else None
 
 
-def model_file(root: Path, config: Config) -> Path:
-    return root / config.model_module_dir / config.model_class_filename
+def model_file(bundle_dir: Path, config: Config) -> Path:
+    return bundle_dir / config.model_module_dir / config.model_class_filename
 
 
-def require_model_file(root: Path, config: Config) -> Path:
+def require_model_file(bundle_dir: Path, config: Config) -> Path:
     """The model file, which must exist (checked by ``kingpost.load`` before any user code runs)."""
-    file = model_file(root, config)
+    file = model_file(bundle_dir, config)
     if not file.is_file():
         raise BundleError(
             f"{config.path}: model_module_dir/model_class_filename: expected the model file "
-            f"{file.relative_to(root) if file.is_relative_to(root) else file}, found no such file."
+            f"{file.relative_to(bundle_dir) if file.is_relative_to(bundle_dir) else file}, found no such file."
         )
     return file
 
 
-def import_model_class(root: Path, config: Config) -> ModelSpec:
+def import_model_class(bundle_dir: Path, config: Config) -> ModelSpec:
     """Import model.py and inspect its Model class; runs the module's top level, not the class."""
-    file = require_model_file(root, config)
-    _extend_sys_path(root, config)
-    module = _import_module(root, config, file)
+    file = require_model_file(bundle_dir, config)
+    _extend_sys_path(bundle_dir, config)
+    module = _import_module(bundle_dir, config, file)
     cls = getattr(module, config.model_class_name, None)
     if not isinstance(cls, type):
         found = "nothing by that name" if cls is None else f"a {type(cls).__name__}"
-        raise ModelLoadError(f"{rel(root, file)}: expected a class {config.model_class_name!r}, found {found}.")
+        raise ModelLoadError(f"{rel(bundle_dir, file)}: expected a class {config.model_class_name!r}, found {found}.")
     kinds = {name: hook_kind(getattr(cls, name)) for name in HOOK_NAMES if callable(getattr(cls, name, None))}
+    where = rel(bundle_dir, file)
     if "predict" not in kinds:
-        raise ModelLoadError(f"{rel(root, file)}: class {cls.__name__} has no predict method; predict is required.")
+        raise ModelLoadError(f"{where}: class {cls.__name__} has no predict method; predict is required.")
     spec = ModelSpec(cls=cls, file=file, kinds=kinds)
     if spec.streams and "postprocess" in kinds:
         raise ModelLoadError(
-            f"{rel(root, file)}: {cls.__name__}.predict streams (it is a generator), so it cannot have a "
+            f"{rel(bundle_dir, file)}: {cls.__name__}.predict streams (it is a generator), so it cannot have a "
             "postprocess; move that work into predict or drop postprocess."
         )
     for name in ("load", "preprocess", "postprocess", "is_healthy"):
         if name in kinds and kinds[name].streams:
-            raise ModelLoadError(f"{rel(root, file)}: {cls.__name__}.{name} is a generator; only predict may stream.")
+            raise ModelLoadError(f"{where}: {cls.__name__}.{name} is a generator; only predict may stream.")
     return spec
 
 
@@ -108,11 +109,11 @@ def hook_kind(fn: Any) -> HookKind:
     return HookKind.SYNC
 
 
-def construct(spec: ModelSpec, root: Path, config: Config, secrets: Mapping[str, str | None]) -> ModelHooks:
+def construct(spec: ModelSpec, bundle_dir: Path, config: Config, secrets: Mapping[str, str | None]) -> ModelHooks:
     """Build the Model, passing only the keyword arguments its ``__init__`` declares."""
     available: dict[str, Any] = {
         "config": dict(config.raw),
-        "data_dir": root / config.data_dir,
+        "data_dir": bundle_dir / config.data_dir,
         "secrets": secrets,
         "environment": None,
     }
@@ -128,7 +129,7 @@ def construct(spec: ModelSpec, root: Path, config: Config, secrets: Mapping[str,
         instance = spec.cls(**kwargs)
     except Exception as exc:
         raise ModelLoadError(
-            f"{rel(root, spec.file)}: {spec.cls.__name__}() raised {describe(exc, end=True)}"
+            f"{rel(bundle_dir, spec.file)}: {spec.cls.__name__}() raised {describe(exc, end=True)}"
         ) from exc
     return ModelHooks(instance=instance, spec=spec)
 
@@ -137,8 +138,8 @@ def apply_environment(config: Config) -> None:
     os.environ.update(config.environment_variables)
 
 
-def _extend_sys_path(root: Path, config: Config) -> None:
-    dirs = [root / config.bundled_packages_dir, *(root / d for d in config.external_package_dirs)]
+def _extend_sys_path(bundle_dir: Path, config: Config) -> None:
+    dirs = [bundle_dir / config.bundled_packages_dir, *(bundle_dir / d for d in config.external_package_dirs)]
     for key, d in zip(["bundled_packages_dir", *["external_package_dirs"] * len(config.external_package_dirs)], dirs,
                       strict=True):
         if key == "external_package_dirs" and not d.is_dir():
@@ -149,7 +150,7 @@ def _extend_sys_path(root: Path, config: Config) -> None:
             sys.path.append(str(d))
 
 
-def _import_module(root: Path, config: Config, file: Path) -> ModuleType:
+def _import_module(bundle_dir: Path, config: Config, file: Path) -> ModuleType:
     model_dir = file.parent
     package = "kingpost_bundle_" + hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()[:12]
     module_name = f"{package}.{file.stem}"
@@ -181,16 +182,16 @@ def _import_module(root: Path, config: Config, file: Path) -> ModuleType:
             return module
         except ModuleNotFoundError as exc:
             _forget(package, module_name)
-            raise _missing(root, config, file, exc) from exc
+            raise _missing(bundle_dir, config, file, exc) from exc
         except SyntaxError as exc:
             _forget(package, module_name)
-            where = f"{rel(root, Path(exc.filename or file))}, line {exc.lineno}"
+            where = f"{rel(bundle_dir, Path(exc.filename or file))}, line {exc.lineno}"
             raise ModelLoadError(f"{where}: syntax error: {exc.msg}.") from exc
         except BaseException as exc:
             _forget(package, module_name)
             if not isinstance(exc, Exception):
                 raise
-            raise ModelLoadError(f"{rel(root, file)}: importing it raised {describe(exc, end=True)}") from exc
+            raise ModelLoadError(f"{rel(bundle_dir, file)}: importing it raised {describe(exc, end=True)}") from exc
         finally:
             mine = {k: v for k, v in sys.modules.items() if k == alias or k.startswith(alias + ".")}
             for k in mine:
@@ -210,10 +211,10 @@ def _forget(package: str, module_name: str) -> None:
         del sys.modules[k]
 
 
-def _missing(root: Path, config: Config, file: Path, exc: ModuleNotFoundError) -> MissingRequirementError:
+def _missing(bundle_dir: Path, config: Config, file: Path, exc: ModuleNotFoundError) -> MissingRequirementError:
     name = (exc.name or "").split(".")[0] or "?"
     try:
-        listed = requirement_lines(root, config)
+        listed = requirement_lines(bundle_dir, config)
     except ConfigError:
         listed = list(config.requirements)
     where = config.requirements_file or "config.yaml requirements"
@@ -223,16 +224,16 @@ def _missing(root: Path, config: Config, file: Path, exc: ModuleNotFoundError) -
                 "install it or run with --isolated")
     else:
         hint = f"no installed package provides it; add it to {where}"
-    return MissingRequirementError(f"{rel(root, file)}: missing requirement: cannot import {name!r}: {hint}.")
+    return MissingRequirementError(f"{rel(bundle_dir, file)}: missing requirement: cannot import {name!r}: {hint}.")
 
 
-def rel(root: Path, file: Path) -> str:
+def rel(bundle_dir: Path, file: Path) -> str:
     """``file`` as the user knows it: relative to the directory holding the bundle."""
     try:
-        return str(file.relative_to(root.parent))
+        return str(file.relative_to(bundle_dir.parent))
     except ValueError:
         pass
     try:  # a path Python made absolute (SyntaxError.filename) for a bundle given as a relative path
-        return str(file.resolve().relative_to(root.resolve().parent))
+        return str(file.resolve().relative_to(bundle_dir.resolve().parent))
     except ValueError:
         return str(file)

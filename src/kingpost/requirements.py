@@ -22,11 +22,11 @@ _IMPORT_NAMES = {
 }
 
 
-def requirement_lines(path: Path, config: Config) -> list[str]:
+def requirement_lines(bundle_dir: Path, config: Config) -> list[str]:
     """The bundle's requirements: the config list, or the lines of requirements_file."""
     if config.requirements_file is None:
         return list(config.requirements)
-    file = path / config.requirements_file
+    file = bundle_dir / config.requirements_file
     if not file.is_file():
         raise ConfigError(config.path, "requirements_file", "an existing file in the bundle", config.requirements_file)
     if file.suffix == ".toml":

@@ -20,7 +20,7 @@ from typing import Any
 
 from kingpost import loader
 from kingpost.concurrency import ElasticPool, in_pool, on_daemon_thread
-from kingpost.config import Config
+from kingpost.config import Config, load_config
 from kingpost.errors import (
     DeadlineExceeded,
     KingpostError,
@@ -46,8 +46,9 @@ Stage = Callable[[Any], Awaitable[Any]]
 class Runtime:
     """One loaded model and the machinery that serves it. Create, ``await start()``, ``await predict(x)``."""
 
-    def __init__(self, root: str | Path, config: Config, *, secrets_dir: str | Path | None = None) -> None:
-        self.root = Path(root)
+    def __init__(self, bundle_dir: str | Path, config: Config, *, secrets_dir: str | Path | None = None) -> None:
+        """A runtime for the bundle in ``bundle_dir`` whose config.yaml is already read (``config``)."""
+        self.bundle_dir = Path(bundle_dir)
         self.config = config
         self.secrets = SecretStore(config.secrets, secrets_dir)
         self.stats = RuntimeStats()
@@ -61,6 +62,11 @@ class Runtime:
         self._predictor: ThreadPredictor | TaskPredictor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeout = config.runtime.request_timeout_s
+
+    @classmethod
+    def from_dir(cls, bundle_dir: str | Path, *, secrets_dir: str | Path | None = None) -> Runtime:
+        """A runtime for the bundle in ``bundle_dir``, its config.yaml read and validated now."""
+        return cls(bundle_dir, load_config(bundle_dir), secrets_dir=secrets_dir)
 
     async def start(self) -> None:
         """Import model.py, build the Model and run its ``load()`` once. Raises ModelLoadError."""
@@ -87,7 +93,7 @@ class Runtime:
 
     @property
     def name(self) -> str:
-        return self.config.model_name or self.root.name
+        return self.config.model_name or self.bundle_dir.name
 
     def predict(self, model_input: Any, *, gone: Callable[[], bool] | None = None) -> Coroutine[Any, Any, Any]:
         """Run one request through the model (await the result); a streaming predict returns a
@@ -160,16 +166,16 @@ class Runtime:
 
     def _build(self) -> loader.ModelHooks:
         loader.apply_environment(self.config)
-        spec = loader.import_model_class(self.root, self.config)
+        spec = loader.import_model_class(self.bundle_dir, self.config)
         batching = self.config.runtime.batching
         if batching is not None and spec.streams:
             raise ModelLoadError(f"{self.config.path}: runtime.batching: expected a predict that returns "
                                  "a list (batching cannot be combined with a streaming predict), found a "
                                  "generator predict.")
-        return loader.construct(spec, self.root, self.config, self.secrets)
+        return loader.construct(spec, self.bundle_dir, self.config, self.secrets)
 
     def _load_error(self, hooks: loader.ModelHooks, exc: BaseException) -> ModelLoadError:
-        where = loader.rel(self.root, hooks.spec.file)
+        where = loader.rel(self.bundle_dir, hooks.spec.file)
         return ModelLoadError(f"{where}: {hooks.spec.cls.__name__}.load() raised {describe(exc, end=True)}")
 
     def _wire(self, hooks: loader.ModelHooks) -> None:

@@ -49,52 +49,52 @@ DOCKERIGNORE = "".join(f"{p}\n" for p in (
 ))
 
 
-def write_context(directory: Path, out: Path) -> Path:
-    """Write the build context of the bundle ``directory`` to ``out`` and return ``out``.
+def write_context(bundle_dir: Path, context_dir: Path) -> Path:
+    """Write the build context of the bundle in ``bundle_dir`` to ``context_dir`` and return ``context_dir``.
 
-    ``out`` must be absent, empty, or a context kingpost wrote before (it is replaced whole).
+    ``context_dir`` must be absent, empty, or a context kingpost wrote before (it is replaced whole).
     No user code runs: only config.yaml is read. Raises ConfigError for a bad config and
     PackagingError for a context that cannot be made.
     """
-    bundle = Path(directory).resolve()
-    config = load_config(bundle)
-    out = Path(out).resolve()
-    _check_out(bundle, out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    bundle_dir = Path(bundle_dir).resolve()
+    config = load_config(bundle_dir)
+    context_dir = Path(context_dir).resolve()
+    _check_out(bundle_dir, context_dir)
+    context_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{context_dir.name}.", dir=context_dir.parent))
     try:
-        _fill(tmp, bundle, config, skip={out, tmp})
+        _fill(tmp, bundle_dir, config, skip={context_dir, tmp})
         _normalize(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        if context_dir.exists():
+            shutil.rmtree(context_dir)
+        tmp.rename(context_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
+    return context_dir
 
 
-def _fill(root: Path, bundle: Path, config: Config, *, skip: set[Path]) -> None:
-    copied = root / "bundle"
-    _copy_tree(bundle, copied, skip)
-    externals = _copy_externals(bundle, copied, config, skip)
+def _fill(context_dir: Path, bundle_dir: Path, config: Config, *, skip: set[Path]) -> None:
+    copied = context_dir / "bundle"
+    _copy_tree(bundle_dir, copied, skip)
+    externals = _copy_externals(bundle_dir, copied, config, skip)
     _write_config(copied / CONFIG_FILENAME, config, externals)
-    (root / "requirements.txt").write_text(_requirements(bundle, config), encoding="utf-8")
-    (root / "wheels").mkdir()
-    wheel = write_kingpost_wheel(root / "wheels")
-    title = config.model_name or bundle.name
-    (root / "Dockerfile").write_text(dockerfile.render(config, wheel=wheel.name, title=title), encoding="utf-8")
-    (root / ".dockerignore").write_text(DOCKERIGNORE, encoding="utf-8")
-    (root / "README.md").write_text(_readme(config, title), encoding="utf-8")
+    (context_dir / "requirements.txt").write_text(_requirements(bundle_dir, config), encoding="utf-8")
+    (context_dir / "wheels").mkdir()
+    wheel = write_kingpost_wheel(context_dir / "wheels")
+    title = config.model_name or bundle_dir.name
+    (context_dir / "Dockerfile").write_text(dockerfile.render(config, wheel=wheel.name, title=title), encoding="utf-8")
+    (context_dir / ".dockerignore").write_text(DOCKERIGNORE, encoding="utf-8")
+    (context_dir / "README.md").write_text(_readme(config, title), encoding="utf-8")
 
 
-def _check_out(bundle: Path, out: Path) -> None:
-    if out == bundle or out in bundle.parents:
-        raise PackagingError(f"the build context directory {out} must not contain the bundle {bundle}.")
-    if out.exists() and not out.is_dir():
-        raise PackagingError(f"the build context directory {out} is a file; give a new or empty directory.")
-    if out.is_dir() and any(out.iterdir()) and not _is_context(out):
-        raise PackagingError(f"the build context directory {out} is not empty and was not written by kingpost; "
+def _check_out(bundle_dir: Path, context_dir: Path) -> None:
+    if context_dir == bundle_dir or context_dir in bundle_dir.parents:
+        raise PackagingError(f"the build context directory {context_dir} must not contain the bundle {bundle_dir}.")
+    if context_dir.exists() and not context_dir.is_dir():
+        raise PackagingError(f"the build context directory {context_dir} is a file; give a new or empty directory.")
+    if context_dir.is_dir() and any(context_dir.iterdir()) and not _is_context(context_dir):
+        raise PackagingError(f"the build context directory {context_dir} is not empty and was not written by kingpost; "
                              "give a new or empty directory.")
 
 
@@ -139,16 +139,16 @@ def _copy_tree(source: Path, target: Path, skip: set[Path]) -> None:
             dest.chmod(0o755)
 
 
-def _copy_externals(bundle: Path, copied: Path, config: Config, skip: set[Path]) -> list[str] | None:
+def _copy_externals(bundle_dir: Path, copied: Path, config: Config, skip: set[Path]) -> list[str] | None:
     """Copy external_package_dirs that lie outside the bundle; the new relative list, or None if unchanged."""
     new: list[str] = []
     changed = False
     for entry in config.external_package_dirs:
-        source = (bundle / entry).resolve()
+        source = (bundle_dir / entry).resolve()
         if not source.is_dir():
             raise PackagingError(f"{config.path}: external_package_dirs: expected an existing directory, "
                                  f"found no directory {source}.")
-        if source == bundle or bundle in source.parents:
+        if source == bundle_dir or bundle_dir in source.parents:
             new.append(entry)
             continue
         name = source.name
@@ -175,23 +175,23 @@ def _write_config(path: Path, config: Config, externals: list[str] | None) -> No
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
-def _requirements(bundle: Path, config: Config) -> str:
-    lines = requirement_lines(bundle, config)
+def _requirements(bundle_dir: Path, config: Config) -> str:
+    lines = requirement_lines(bundle_dir, config)
     for line in lines:
         if line.startswith((".", "/", "file:")):
             raise PackagingError(f"{config.path}: requirements: expected packages an index can install, found the "
                                  f"local path {line!r}; put it under {config.bundled_packages_dir}/ instead.")
     source = config.requirements_file or "config.yaml requirements"
-    options = _index_options(bundle, config)
+    options = _index_options(bundle_dir, config)
     return f"# The bundle's requirements, from {source}.\n" + "".join(f"{line}\n" for line in [*options, *lines])
 
 
-def _index_options(bundle: Path, config: Config) -> list[str]:
+def _index_options(bundle_dir: Path, config: Config) -> list[str]:
     """The index lines of a requirements .txt (--extra-index-url, ...); other pip options are dropped."""
     if config.requirements_file is None or not config.requirements_file.endswith(".txt"):
         return []
     kept = []
-    for raw in (bundle / config.requirements_file).read_text(encoding="utf-8").splitlines():
+    for raw in (bundle_dir / config.requirements_file).read_text(encoding="utf-8").splitlines():
         line = raw.split(" #", 1)[0].strip()
         if not line.startswith("-"):
             continue
@@ -200,16 +200,16 @@ def _index_options(bundle: Path, config: Config) -> list[str]:
             logger.warning("%s: the pip option %s is not carried into the build context.",
                            config.requirements_file, option)
         elif re.search(r"://[^/\s]*@", line):  # user:token@host: a secret
-            raise PackagingError(f"{bundle / config.requirements_file}: {option}: expected an index URL without "
+            raise PackagingError(f"{bundle_dir / config.requirements_file}: {option}: expected an index URL without "
                                  "credentials, found one with credentials (a build context holds no secrets).")
         else:
             kept.append(line)
     return kept
 
 
-def _normalize(root: Path) -> None:
+def _normalize(context_dir: Path) -> None:
     """Fixed modes and mtimes, so a tarball or an image layer of the context is reproducible too."""
-    for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
+    for dirpath, _dirnames, filenames in os.walk(context_dir, topdown=False):
         for name in filenames:
             path = Path(dirpath, name)
             path.chmod(0o755 if path.stat().st_mode & stat.S_IXUSR else 0o644)

@@ -21,19 +21,19 @@ from kingpost.errors import PackagingError
 ENGINES = ("docker", "podman", "buildah")
 
 
-def build_image(directory: Path, *, tag: str | None, context_dir: Path | None) -> str:
+def build_image(bundle_dir: Path, *, tag: str | None, context_dir: Path | None) -> str:
     """Build the bundle's image and return its tag (default ``kingpost-<model_name>:latest``).
 
     The context goes to ``context_dir``, or to a temporary directory that is removed after a
     successful build. When no engine is found or the build fails, the context is kept and the
     PackagingError says where it is.
     """
-    config = load_config(directory)
-    tag = tag or default_tag(config.model_name or Path(directory).resolve().name)
+    config = load_config(bundle_dir)
+    tag = tag or default_tag(config.model_name or Path(bundle_dir).resolve().name)
     temporary = context_dir is None
     context = Path(tempfile.mkdtemp(prefix="kingpost-context-")) / "context" if context_dir is None else context_dir
     try:
-        write_context(directory, context)
+        write_context(bundle_dir, context)
     except BaseException:
         if temporary:
             shutil.rmtree(context.parent, ignore_errors=True)

@@ -17,7 +17,6 @@ from typing import Any
 from ray import serve
 from ray.exceptions import TaskCancelledError
 
-from kingpost.config import load_config
 from kingpost.errors import NotReadyError
 from kingpost.predictor.streams import ChunkStream
 from kingpost.runtime import Runtime
@@ -35,13 +34,13 @@ class KingpostReplica:
         self, bundle_dir: str, bundle_zip: bytes | None = None, secrets_dir: str | None = None
     ) -> None:
         self._unpacked: str | None = None
-        root = Path(bundle_dir)
+        here = Path(bundle_dir)
         if bundle_zip is not None:
             self._unpacked = tempfile.mkdtemp(prefix="kingpost-ray-")
-            root = Path(self._unpacked) / root.name
+            here = Path(self._unpacked) / here.name
             with zipfile.ZipFile(io.BytesIO(bundle_zip)) as archive:
-                archive.extractall(root)
-        self._runtime = Runtime(root, load_config(root), secrets_dir=secrets_dir)
+                archive.extractall(here)
+        self._runtime = Runtime.from_dir(here, secrets_dir=secrets_dir)
         await self._runtime.start()
 
     def __serve_build_asgi_app__(self) -> Any:

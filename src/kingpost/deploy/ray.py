@@ -239,11 +239,11 @@ def _bind(
 ) -> tuple[Application, dict[str, Any], str]:
     """The bound deployment, the Serve options it was given, and its name."""
     serve = _import_ray()[1]
-    root = Path(bundle_dir).resolve()
-    config = load_config(root)
+    bundle_dir = Path(bundle_dir).resolve()
+    config = load_config(bundle_dir)
     options = deployment_options(config, num_replicas=num_replicas, autoscaling=autoscaling,
                                  max_ongoing_requests=max_ongoing_requests)
-    payload = _zip_bundle(root) if ship else None
+    payload = _zip_bundle(bundle_dir) if ship else None
     name = name or default_name(config)
     from kingpost.deploy._replica import KingpostReplica
 
@@ -252,20 +252,20 @@ def _bind(
     except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise ConfigError(config.path, "runtime.ray", "deployment options that Ray Serve accepts",
                           f"<{describe(exc)}>") from exc
-    return deployment.bind(str(root), payload, None if secrets_dir is None else str(secrets_dir)), options, name
+    return deployment.bind(str(bundle_dir), payload, None if secrets_dir is None else str(secrets_dir)), options, name
 
 
-def _zip_bundle(root: Path) -> bytes:
+def _zip_bundle(bundle_dir: Path) -> bytes:
     """The bundle's files as one zip (caches and VCS left out) for the replicas to unpack."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(root.rglob("*")):
-            parts = set(path.relative_to(root).parts)
+        for path in sorted(bundle_dir.rglob("*")):
+            parts = set(path.relative_to(bundle_dir).parts)
             if path.is_file() and not parts & _NOT_SHIPPED and path.suffix != ".pyc":
-                archive.write(path, path.relative_to(root).as_posix())
+                archive.write(path, path.relative_to(bundle_dir).as_posix())
     if buffer.tell() > MAX_SHIP_BYTES:
         raise PackagingError(
-            f"{root} zips to {buffer.tell() / 2**20:.0f} MiB, more than the {MAX_SHIP_BYTES // 2**20} MiB "
+            f"{bundle_dir} zips to {buffer.tell() / 2**20:.0f} MiB, more than the {MAX_SHIP_BYTES // 2**20} MiB "
             "kingpost ships with a deployment; put the bundle where every node reads the same path and "
             "deploy it with ship=False.")
     return buffer.getvalue()

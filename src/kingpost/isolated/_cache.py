@@ -35,7 +35,7 @@ Echo = Callable[[str], None]
 class Environment:
     """What defines one bundle's environment, and where it lives."""
 
-    bundle: Path
+    bundle_dir: Path
     name: str
     interpreter: Interpreter
     requirements: tuple[str, ...]  # the bundle's requirement lines
@@ -112,12 +112,12 @@ def _build(env: Environment, echo: Echo) -> None:
             what = ", ".join([*env.requirements, f"kingpost {env.kingpost_description}"])
             echo(f"kingpost:   installing {what} with {installer.name}")
             command, environ = install_command(installer, tmp / "bin" / "python", [*kingpost, *env.requirement_args])
-            status, output = run_install(command, environ, cwd=env.bundle, echo=echo, started=started)
+            status, output = run_install(command, environ, cwd=env.bundle_dir, echo=echo, started=started)
         if status != 0:
             raise _install_error(env, output)
         _retarget(tmp, env.path)
         seconds = time.monotonic() - started
-        marker = {"hash": env.digest, "inputs": env.inputs, "bundle": str(env.bundle), "build_seconds": seconds,
+        marker = {"hash": env.digest, "inputs": env.inputs, "bundle": str(env.bundle_dir), "build_seconds": seconds,
                   "built_at": time.strftime("%Y-%m-%d %H:%M:%S"), "installer": installer.name}
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         os.rename(tmp, env.path)
@@ -133,9 +133,9 @@ def _install_error(env: Environment, output: str) -> PackagingError:
     if failed is None:
         failed, reason = failure(output, ["kingpost"])
     if failed is None:
-        return PackagingError(f"could not build the environment for bundle {env.bundle}: {reason} "
+        return PackagingError(f"could not build the environment for bundle {env.bundle_dir}: {reason} "
                               f"(installer output: {log}).")
-    return PackagingError(f"could not install requirement {failed!r} for bundle {env.bundle}: {reason} "
+    return PackagingError(f"could not install requirement {failed!r} for bundle {env.bundle_dir}: {reason} "
                           f"(installer output: {log}).")
 
 

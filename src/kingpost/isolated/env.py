@@ -33,27 +33,27 @@ _FORMAT = 1  # bump when the layout of an environment changes
 _LOCAL = (".", "/", "~", "-e", "--editable", "-r", "--requirement", "-c", "--constraint")  # lines naming paths
 
 
-def environment(directory: Path) -> Environment:
-    """Describe the environment of the bundle in ``directory``; nothing is built."""
-    directory = Path(directory).resolve()
-    config = load_config(directory)
+def environment(bundle_dir: Path) -> Environment:
+    """Describe the environment of the bundle in ``bundle_dir``; nothing is built."""
+    bundle_dir = Path(bundle_dir).resolve()
+    config = load_config(bundle_dir)
     minor = config.python_version_tuple[1]
     interpreter = find_interpreter(minor)
     if interpreter is None:
         installed = ", ".join(i.version for i in installed_interpreters()) or "none"
         raise PackagingError(
-            f"bundle {directory} asks for python_version {config.python_version}, but Python 3.{minor} is not "
+            f"bundle {bundle_dir} asks for python_version {config.python_version}, but Python 3.{minor} is not "
             f"installed here (installed: {installed}); install it (uv python install 3.{minor}, or pyenv) "
             "or change python_version.")
     project, description, kingpost_inputs, requires_python = _kingpost_source()
     if requires_python and not _satisfies(interpreter.version, requires_python):
-        raise PackagingError(f"bundle {directory} asks for python_version {config.python_version}, but kingpost "
+        raise PackagingError(f"bundle {bundle_dir} asks for python_version {config.python_version}, but kingpost "
                              f"needs Python {requires_python}, so it cannot run in that environment.")
-    lines = tuple(requirement_lines(directory, config))
+    lines = tuple(requirement_lines(bundle_dir, config))
     options: list[str] = []
     args = lines
     if config.requirements_file and Path(config.requirements_file).suffix != ".toml":
-        file = directory / config.requirements_file
+        file = bundle_dir / config.requirements_file
         options = [s for s in (r.strip() for r in file.read_text(encoding="utf-8").splitlines()) if s.startswith("-")]
         args = ("-r", str(file))  # the installer honours its options (indexes, -e, -r, -c) too
     inputs: dict[str, Any] = {
@@ -64,23 +64,23 @@ def environment(directory: Path) -> Environment:
         "kingpost": kingpost_inputs,
     }
     if any(line.startswith(_LOCAL) or "file:" in line for line in (*lines, *options)):
-        inputs["bundle"] = str(directory)  # local paths mean different things in different bundles
+        inputs["bundle"] = str(bundle_dir)  # local paths mean different things in different bundles
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     return Environment(
-        bundle=directory, name=config.model_name or directory.name, interpreter=interpreter, requirements=lines,
+        bundle_dir=bundle_dir, name=config.model_name or bundle_dir.name, interpreter=interpreter, requirements=lines,
         requirement_args=args, system_packages=config.system_packages, kingpost_project=project,
         kingpost_description=description, inputs=inputs, digest=digest,
         path=cache_root() / f"py3{minor}-{digest[:16]}")
 
 
-def run_isolated(directory: Path, argv: list[str], *, echo: Echo) -> int:
+def run_isolated(bundle_dir: Path, argv: list[str], *, echo: Echo) -> int:
     """Run ``python -m kingpost <argv>`` in the bundle's environment, building it first if needed.
 
     On POSIX the command replaces this process (``os.execve``): stdin, stdout, stderr, signals
     (SIGTERM drains a server) and the exit status are the command's own, and this never returns.
     Elsewhere the command runs as a child process and its exit status is returned.
     """
-    env = environment(directory)
+    env = environment(bundle_dir)
     warn_missing_system_packages(env, echo)
     command = [str(ensure(env, echo=echo)), "-m", "kingpost", *argv]
     child_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
@@ -93,9 +93,9 @@ def run_isolated(directory: Path, argv: list[str], *, echo: Echo) -> int:
     return subprocess.call(command, env=child_env)
 
 
-def env_command(directory: Path, *, rebuild: bool, clear: bool, echo: Echo) -> None:
+def env_command(bundle_dir: Path, *, rebuild: bool, clear: bool, echo: Echo) -> None:
     """``kingpost env``: show the bundle's environment; ``rebuild`` builds it afresh, ``clear`` deletes it."""
-    env = environment(directory)
+    env = environment(bundle_dir)
     if clear and not rebuild:
         echo(f"Removed environment {env.path}" if remove(env, echo) else f"No environment to remove at {env.path}")
         return
@@ -108,9 +108,9 @@ def env_command(directory: Path, *, rebuild: bool, clear: bool, echo: Echo) -> N
         check = subprocess.run([str(env.python), "-c", "import kingpost"], capture_output=True, text=True, check=False)
         if check.returncode != 0:
             last = (check.stderr.strip().splitlines() or [f"exit status {check.returncode}"])[-1]
-            current = f"broken (its python cannot import kingpost: {last}; kingpost env {directory} --rebuild)"
+            current = f"broken (its python cannot import kingpost: {last}; kingpost env {bundle_dir} --rebuild)"
     elif current in ("absent", "broken"):
-        current += f" (built by the first --isolated run, or now by: kingpost env {directory} --rebuild)"
+        current += f" (built by the first --isolated run, or now by: kingpost env {bundle_dir} --rebuild)"
     echo(f"environment   {env.path}")
     echo(f"state         {current}")
     if marker:

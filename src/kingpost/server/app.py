@@ -69,7 +69,7 @@ class App:
         self._id_prefix = f"{os.getpid():x}-"
         self._predict_paths: set[str] = set()  # full request paths already routed to predict
         self._answered = self.metrics.answered
-        self._openapi = codecs.encode_json(openapi.spec(runtime.config, runtime.root.name))
+        self._openapi = codecs.encode_json(openapi.spec(runtime.config, runtime.bundle_dir.name))
         self._docs = openapi.DOCS_HTML.encode()
 
         self.router = Router(self.routes())

@@ -22,7 +22,7 @@ from typing import Any
 
 import uvicorn
 
-from kingpost.config import load_config
+from kingpost.config import Config, load_config
 from kingpost.errors import ModelLoadError
 from kingpost.runtime import Runtime
 from kingpost.server.app import App
@@ -32,7 +32,8 @@ logger = logging.getLogger("kingpost.server")
 
 @dataclass(frozen=True)
 class Options:
-    directory: Path
+    bundle_dir: Path
+    config: Config  # read once, here; a worker process gets it pickled
     debug: bool
     grace_period: float
     access_log: bool
@@ -40,18 +41,18 @@ class Options:
     log_level: int
 
 
-def serve(directory: str | Path, *, host: str = "127.0.0.1", port: int = 8080, workers: int | None = None,
+def serve(bundle_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080, workers: int | None = None,
           debug: bool = False, grace_period: float = 30.0, access_log: bool = True,
           secrets_dir: str | Path | None = None) -> int:
     """Serve the bundle until SIGINT/SIGTERM; returns the process exit status (0 after a clean drain)."""
-    directory = Path(directory)
-    config = load_config(directory)  # a bad config fails here, before a socket is opened
+    bundle_dir = Path(bundle_dir)
+    config = load_config(bundle_dir)  # a bad config fails here, before a socket is opened
     count = workers or config.runtime.workers
-    options = Options(directory, debug, grace_period, access_log, Path(secrets_dir) if secrets_dir else None,
+    options = Options(bundle_dir, config, debug, grace_period, access_log, Path(secrets_dir) if secrets_dir else None,
                       logging.getLogger().getEffectiveLevel())
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
-    print(f"kingpost: serving {config.model_name or directory.resolve().name} on http://{bound_host}:{bound_port} "
+    print(f"kingpost: serving {config.model_name or bundle_dir.resolve().name} on http://{bound_host}:{bound_port} "
           f"({count} worker{'s' if count > 1 else ''}); predict: POST /v1/models/model:predict",
           file=sys.stderr, flush=True)
     if count == 1:
@@ -73,7 +74,7 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
     # Python hands the GIL to a waiting thread only every switch interval (5 ms by default). A
     # predict thread that wakes while the event loop is busy would idle the model that long.
     sys.setswitchinterval(float(os.environ.get("KINGPOST_SWITCH_INTERVAL", "0.0005")))
-    runtime = Runtime(options.directory, load_config(options.directory), secrets_dir=options.secrets_dir)
+    runtime = Runtime(options.bundle_dir, options.config, secrets_dir=options.secrets_dir)
     status = {"code": 0}
     server: _Server | None = None
 
