@@ -24,6 +24,7 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from conftest import bundle_path
+from kingpost import defaults
 from kingpost.container import dockerfile
 from kingpost.container.context import write_context
 from kingpost.errors import PackagingError
@@ -280,7 +281,7 @@ def test_emulated_image_answers(tmp_path: Path) -> None:
         assert response.json() == {"ascii": "xn--bcher-kva.example", "greeting": GREETING, "api_key_set": False}
         health = json.loads(next(i["value"] for i in ops if i["instruction"] == "HEALTHCHECK").split("CMD", 1)[1])
         health = [str(venv / "bin" / "python"), *health[1:]]
-        health[-1] = health[-1].replace(f"127.0.0.1:{dockerfile.PORT}", f"127.0.0.1:{server.port}")
+        health[-1] = health[-1].replace(f"127.0.0.1:{defaults.PORT}", f"127.0.0.1:{server.port}")
         assert subprocess.run(health, check=False, timeout=10).returncode == 0
     finally:
         assert server.stop() == 0, server.stderr()

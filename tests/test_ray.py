@@ -40,12 +40,13 @@ def _config(tmp_path: Path, text: str) -> Any:
 
 
 def test_resources_become_ray_resources(tmp_path: Path) -> None:
-    from kingpost.deploy._ray_options import DEFAULT_MAX_ONGOING_REQUESTS, deployment_options
+    from kingpost.defaults import RAY_MAX_ONGOING_REQUESTS
+    from kingpost.deploy._ray_options import deployment_options
 
     config = _config(tmp_path, "resources:\n  cpu: 500m\n  accelerator: A10G:2\n")
     assert deployment_options(config) == {
         "ray_actor_options": {"num_cpus": 0.5, "num_gpus": 2},
-        "max_ongoing_requests": DEFAULT_MAX_ONGOING_REQUESTS,
+        "max_ongoing_requests": RAY_MAX_ONGOING_REQUESTS,
     }
     config = _config(tmp_path, "resources:\n  cpu: '2'\n  use_gpu: true\n")
     assert deployment_options(config)["ray_actor_options"] == {"num_cpus": 2.0, "num_gpus": 1}

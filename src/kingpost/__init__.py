@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from kingpost import defaults
 from kingpost._version import __version__
 
 __all__ = [
@@ -82,7 +83,7 @@ def init(bundle_dir: str | Path) -> Bundle:
     return Bundle(scaffold(bundle_dir))
 
 
-def serve(bundle_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080, **options: Any) -> int:
+def serve(bundle_dir: str | Path, *, host: str = defaults.HOST, port: int = defaults.PORT, **options: Any) -> int:
     """Serve the bundle over HTTP until SIGINT/SIGTERM (see ``kingpost serve --help``)."""
     from kingpost.server.run import serve as run
 

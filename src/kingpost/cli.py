@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
+from kingpost import defaults
 from kingpost.errors import KingpostError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -140,12 +141,12 @@ def predict(directory: Path, data: str | None, file: Path | None, example: str |
 
 @main.command()
 @click.argument("directory", type=BUNDLE)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for all).")
-@click.option("--port", default=8080, show_default=True, type=int, help="Port to bind (0 picks a free one).")
+@click.option("--host", default=defaults.HOST, show_default=True, help="Address to bind (0.0.0.0 for all).")
+@click.option("--port", default=defaults.PORT, show_default=True, type=int, help="Port to bind (0 picks a free one).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Server processes, each with its own model copy (default: runtime.workers or 1).")
 @click.option("--debug", is_flag=True, help="Include exception text in 500 bodies.")
-@click.option("--grace-period", default=30.0, show_default=True, type=float,
+@click.option("--grace-period", default=defaults.GRACE_PERIOD_S, show_default=True, type=float,
               help="Seconds to let in-flight requests finish on SIGTERM/SIGINT.")
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="One line per request.")
 @_isolated_option
@@ -246,8 +247,8 @@ def env(directory: Path, rebuild: bool, clear: bool) -> None:
 @click.option("--replicas", type=click.IntRange(min=1), default=None, help="Fixed number of replicas.")
 @click.option("--autoscale", default=None, metavar="MIN:MAX", help="Autoscale between MIN and MAX replicas.")
 @click.option("--address", default=None, help="Address of a running Ray cluster (default: start a local one).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address Serve's HTTP proxy binds.")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port of Serve's HTTP proxy.")
+@click.option("--host", default=defaults.HOST, show_default=True, help="Address Serve's HTTP proxy binds.")
+@click.option("--port", default=defaults.RAY_PORT, show_default=True, type=int, help="Port of Serve's HTTP proxy.")
 @click.option("--ship/--no-ship", default=None,
               help="Send the bundle's files with the deployment (default: only to a remote cluster).")
 @click.option("--timeout", "timeout_s", type=float, default=None,

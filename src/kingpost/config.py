@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kingpost import defaults
 from kingpost._yaml import read_yaml
 from kingpost.errors import ConfigError
 
@@ -21,7 +22,6 @@ logger = logging.getLogger(__name__)
 
 CONFIG_FILENAME = "config.yaml"
 PYTHON_VERSIONS = tuple(f"py3{minor}" for minor in range(9, 15))
-DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
 _SECRET_NAME = re.compile(r"^[-._a-zA-Z0-9]+$")
 _MEMORY = re.compile(r"^\d+(\.\d+)?([KMGTPE]i?|[kmgtpe])?$")
 _ACCELERATOR = re.compile(r"^[A-Za-z0-9_-]+(:\d+)?$")
@@ -63,11 +63,11 @@ class Batching:
 @dataclass(frozen=True)
 class RuntimeConfig:
     predict_concurrency: int = 1
-    streaming_read_timeout: float = 60
+    streaming_read_timeout: float = defaults.STREAMING_READ_TIMEOUT_S
     batching: Batching | None = None
     max_queue: int | None = None
     request_timeout_s: float | None = None
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_request_bytes: int = defaults.MAX_REQUEST_BYTES
     workers: int = 1
     ray: dict[str, Any] = field(default_factory=dict)
 
@@ -221,11 +221,11 @@ def _runtime(r: _Reader) -> RuntimeConfig:
                             max_wait_ms=b.number("max_wait_ms", 10, minimum=0))
     return RuntimeConfig(
         predict_concurrency=r.integer("predict_concurrency", 1, minimum=1),
-        streaming_read_timeout=r.number("streaming_read_timeout", 60, minimum=0),
+        streaming_read_timeout=r.number("streaming_read_timeout", defaults.STREAMING_READ_TIMEOUT_S, minimum=0),
         batching=batching,
         max_queue=r.opt_int("max_queue", minimum=1),
         request_timeout_s=r.opt_number("request_timeout_s"),
-        max_request_bytes=r.integer("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES, minimum=1),
+        max_request_bytes=r.integer("max_request_bytes", defaults.MAX_REQUEST_BYTES, minimum=1),
         workers=r.integer("workers", 1, minimum=1),
         ray=r.mapping("ray"),
     )

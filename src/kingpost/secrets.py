@@ -10,14 +10,15 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-DEFAULT_SECRETS_DIR = Path("/secrets")
+from kingpost import defaults
+
 ENV_PREFIXES = ("KINGPOST_SECRET_", "TRUSS_SECRET_")
 
 
 def secrets_dir_from_env(explicit: str | Path | None = None) -> Path:
     if explicit is not None:
         return Path(explicit)
-    return Path(os.environ.get("KINGPOST_SECRETS_DIR", DEFAULT_SECRETS_DIR))
+    return Path(os.environ.get("KINGPOST_SECRETS_DIR", defaults.SECRETS_DIR))
 
 
 class SecretStore(Mapping[str, "str | None"]):

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from kingpost import defaults
 from kingpost.config import CONFIG_FILENAME, Config, load_config
 from kingpost.container import dockerfile
 from kingpost.errors import PackagingError
@@ -232,10 +233,10 @@ def _readme(config: Config, title: str) -> str:
 Written by `kingpost context`; regenerate it rather than editing it.
 
     docker build -t IMAGE .            # or: podman build --format docker -t IMAGE .
-    docker run --rm -p 8080:8080 IMAGE
-    curl -s localhost:8080/v1/models/model:predict -d '{{"inputs": 1}}'
+    docker run --rm -p {defaults.PORT}:{defaults.PORT} IMAGE
+    curl -s localhost:{defaults.PORT}/v1/models/model:predict -d '{{"inputs": 1}}'
 
-The image serves on port 8080 as the non-root user `{dockerfile.USER}` (uid {dockerfile.UID}).
+The image serves on port {defaults.PORT} as the non-root user `{dockerfile.USER}` (uid {dockerfile.UID}).
 Readiness: `GET /v1/models/model`; the HEALTHCHECK polls it.
 
 ## Secrets

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from kingpost import defaults
 from kingpost.config import Config
 from kingpost.errors import ConfigError
 
@@ -20,7 +21,6 @@ logger = logging.getLogger(__name__)
 # Serve's own default (5) makes the proxy hold requests back and retry with backoff while the
 # replica could queue them for its predict lock at no cost: on the pipeline bench, c=64 against
 # one replica gave 51 req/s with 32 and 115 with 128.
-DEFAULT_MAX_ONGOING_REQUESTS = 128
 # runtime.ray keys handed to serve.deployment(...).options(); Serve validates their values.
 SERVE_OPTIONS = frozenset(
     {"num_replicas", "autoscaling_config", "max_ongoing_requests", "max_queued_requests",
@@ -100,6 +100,6 @@ def _resources(config: Config) -> dict[str, float]:
 def _default_max_ongoing(config: Config) -> int:
     rt = config.runtime
     batch = rt.batching.max_batch_size * 2 if rt.batching else 0
-    return max(DEFAULT_MAX_ONGOING_REQUESTS, batch, (rt.max_queue or 0) + rt.predict_concurrency)
+    return max(defaults.RAY_MAX_ONGOING_REQUESTS, batch, (rt.max_queue or 0) + rt.predict_concurrency)
 
 

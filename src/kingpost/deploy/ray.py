@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.version import Version
 
+from kingpost import defaults
 from kingpost.config import Config, load_config
 from kingpost.deploy import _ray_cluster as cluster
 from kingpost.deploy._ray_options import deployment_options, parse_autoscale
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 INSTALL_LINE = 'pip install "kingpost[ray]"'
-DEFAULT_TIMEOUT_S = 300.0
 MIN_RAY = Version("2.59")
 MAX_SHIP_BYTES = 32 * 2**20
 _MISSING = f"Ray Serve is not installed; install it with: {INSTALL_LINE}"
@@ -129,8 +129,8 @@ def deploy(
     bundle_dir: str | Path,
     *,
     address: str | None = None,
-    host: str = "127.0.0.1",
-    port: int = 8000,
+    host: str = defaults.HOST,
+    port: int = defaults.RAY_PORT,
     name: str | None = None,
     num_replicas: int | None = None,
     autoscaling: Mapping[str, Any] | None = None,
@@ -138,7 +138,7 @@ def deploy(
     ship: bool | None = None,
     secrets_dir: str | Path | None = None,
     init_options: Mapping[str, Any] | None = None,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
+    timeout_s: float = defaults.RAY_TIMEOUT_S,
 ) -> Deployment:
     """Run the bundle on Ray Serve at ``/`` and return once every replica has loaded the model.
 
@@ -183,11 +183,11 @@ def main(
     replicas: int | None = None,
     autoscale: str | None = None,
     address: str | None = None,
-    host: str = "127.0.0.1",
-    port: int = 8000,
+    host: str = defaults.HOST,
+    port: int = defaults.RAY_PORT,
     ship: bool | None = None,
     secrets_dir: str | Path | None = None,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
+    timeout_s: float = defaults.RAY_TIMEOUT_S,
     echo: Callable[[str], None] | None = None,
 ) -> int:
     """``kingpost ray``: deploy, say where, serve until SIGINT/SIGTERM, then stop. Returns the exit status.

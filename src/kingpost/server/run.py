@@ -22,6 +22,7 @@ from typing import Any
 
 import uvicorn
 
+from kingpost import defaults
 from kingpost.config import Config, load_config
 from kingpost.errors import ModelLoadError
 from kingpost.runtime import Runtime
@@ -41,8 +42,8 @@ class Options:
     log_level: int
 
 
-def serve(bundle_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8080, workers: int | None = None,
-          debug: bool = False, grace_period: float = 30.0, access_log: bool = True,
+def serve(bundle_dir: str | Path, *, host: str = defaults.HOST, port: int = defaults.PORT, workers: int | None = None,
+          debug: bool = False, grace_period: float = defaults.GRACE_PERIOD_S, access_log: bool = True,
           secrets_dir: str | Path | None = None) -> int:
     """Serve the bundle until SIGINT/SIGTERM; returns the process exit status (0 after a clean drain)."""
     bundle_dir = Path(bundle_dir)
@@ -73,7 +74,7 @@ class _Server(uvicorn.Server):
 def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving: bool) -> int:
     # Python hands the GIL to a waiting thread only every switch interval (5 ms by default). A
     # predict thread that wakes while the event loop is busy would idle the model that long.
-    sys.setswitchinterval(float(os.environ.get("KINGPOST_SWITCH_INTERVAL", "0.0005")))
+    sys.setswitchinterval(float(os.environ.get("KINGPOST_SWITCH_INTERVAL", defaults.SWITCH_INTERVAL_S)))
     runtime = Runtime(options.bundle_dir, options.config, secrets_dir=options.secrets_dir)
     status = {"code": 0}
     server: _Server | None = None
@@ -87,7 +88,7 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
     app = App(runtime, debug=options.debug, access_log=options.access_log, on_uvicorn=True,
               load_before_serving=load_before_serving, on_load_failure=on_load_failure)
     config = uvicorn.Config(app, lifespan="on", access_log=False, log_config=None, server_header=False,
-                            timeout_keep_alive=30,
+                            timeout_keep_alive=defaults.KEEP_ALIVE_S,
                             timeout_graceful_shutdown=options.grace_period)  # type: ignore[arg-type]  # a float works
     server = _Server(config)
     server.run(sockets=[sock])
@@ -105,7 +106,7 @@ def _bind(host: str, port: int) -> socket.socket:
         from kingpost.errors import KingpostError
 
         raise KingpostError(f"cannot listen on {host}:{port}: {exc.strerror or exc}.") from exc
-    sock.listen(2048)
+    sock.listen(defaults.LISTEN_BACKLOG)
     sock.set_inheritable(True)
     return sock
 
