@@ -13,15 +13,11 @@ plus a method check costs a measurable share of an echo request.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kingpost.types import Receive, Scope, Send
-
-Params = Mapping[str, str]
-Endpoint = Callable[[Scope, Receive, Send, Params], Awaitable[None]]
-"""An endpoint gets the ASGI triple plus the path's parameters."""
+from kingpost.types import Endpoint, Params
 
 _PARAM = re.compile(r"\{(\w+)(:path)?\}")
 
