@@ -8,6 +8,11 @@ a 405 that lists the methods allowed (``HEAD`` comes with ``GET``).
 The ``:predict`` hot path does not come through here: the app recognises predict paths it has
 already routed once before it consults this table (see ``App.__call__``), since even a dict lookup
 plus a method check costs a measurable share of an echo request.
+
+A table of our own rather than Starlette's ``Router``: the hot path stays hand-written either way,
+and what is left needs only this; a server whose routes need no Request/Response never imports
+starlette (it is not a core dependency); websocket routes sit in the same table and the same match.
+A route family that wants Starlette's ``Request``/``Response`` builds them inside its own endpoints.
 """
 
 from __future__ import annotations
