@@ -11,14 +11,16 @@ import pytest
 import kingpost
 from conftest import bundle_path
 
-HEAVY = ("torch", "ray", "sklearn", "numpy", "starlette", "uvicorn", "fastapi")
+HEAVY = ("torch", "ray", "sklearn", "numpy", "starlette", "uvicorn", "fastapi", "httpx", "watchfiles", "rich")
 
 
 def test_all_is_pinned() -> None:
     # Changing this list changes the public API: do it on purpose, with the docs.
     assert kingpost.__all__ == [
+        "AsyncClient",
         "Bundle",
         "BundleError",
+        "Client",
         "ConfigError",
         "DeadlineExceeded",
         "InputError",
@@ -30,6 +32,7 @@ def test_all_is_pinned() -> None:
         "PackagingError",
         "QueueFullError",
         "RequestError",
+        "UnreachableError",
         "__version__",
         "create",
         "init",
@@ -51,7 +54,8 @@ def test_exceptions_form_one_tree() -> None:
             assert issubclass(value, kingpost.KingpostError), name
     assert issubclass(kingpost.MissingRequirementError, kingpost.ModelLoadError)
     assert issubclass(kingpost.ConfigError, kingpost.BundleError)
-    for name in ("InputError", "NotReadyError", "QueueFullError", "DeadlineExceeded", "ModelError"):
+    for name in ("InputError", "NotReadyError", "QueueFullError", "DeadlineExceeded", "ModelError",
+                 "UnreachableError"):
         assert issubclass(getattr(kingpost, name), kingpost.RequestError), name
 
 

@@ -15,8 +15,10 @@ from kingpost import defaults
 from kingpost._version import __version__
 
 __all__ = [
+    "AsyncClient",
     "Bundle",
     "BundleError",
+    "Client",
     "ConfigError",
     "DeadlineExceeded",
     "InputError",
@@ -28,6 +30,7 @@ __all__ = [
     "PackagingError",
     "QueueFullError",
     "RequestError",
+    "UnreachableError",
     "__version__",
     "create",
     "init",
@@ -36,18 +39,21 @@ __all__ = [
 ]
 
 _LAZY = {
+    "AsyncClient": "kingpost.client",
     "Bundle": "kingpost.bundle",
+    "Client": "kingpost.client",
     "create": "kingpost.frameworks",
     **{name: "kingpost.errors" for name in (
         "BundleError", "ConfigError", "DeadlineExceeded", "InputError", "KingpostError",
         "MissingRequirementError", "ModelError", "ModelLoadError", "NotReadyError", "PackagingError",
-        "QueueFullError", "RequestError")},
+        "QueueFullError", "RequestError", "UnreachableError")},
 }
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from kingpost.bundle import Bundle
+    from kingpost.client import AsyncClient, Client
     from kingpost.errors import (
         BundleError,
         ConfigError,
@@ -61,6 +67,7 @@ if TYPE_CHECKING:
         PackagingError,
         QueueFullError,
         RequestError,
+        UnreachableError,
     )
     from kingpost.frameworks import create
 

@@ -164,6 +164,43 @@ def serve(directory: Path, host: str, port: int, workers: int | None, debug: boo
 
 
 @main.command()
+@click.argument("url")
+@click.option("-d", "--data", help="The input as a JSON string.")
+@click.option("-f", "--file", "file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              help="A file holding the input as JSON ('-' reads stdin).")
+@click.option("--api-key", envvar="KINGPOST_API_KEY", default=None,
+              help="Sent as 'Authorization: Bearer KEY' (default: $KINGPOST_API_KEY).")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the answer.")
+@click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Retries on a refused connection or a 503 (a request that may have run is never retried).")
+@click.option("--model", default="model", show_default=True, help="The model name in the predict path.")
+@_errors_to_one_line
+def call(url: str, data: str | None, file: Path | None, api_key: str | None, timeout: float, retries: int,
+         model: str) -> None:
+    """Send one input to a running server at URL and print the answer (streamed as it arrives)."""
+    if (data is None) == (file is None):
+        _fail("give exactly one input: -d JSON or -f FILE.", 2)
+    from kingpost.client import Client
+    from kingpost.codecs import decode_json, encode_json
+
+    source = "-d" if data is not None else "stdin" if str(file) == "-" else str(file)
+    body = sys.stdin.buffer.read() if str(file) == "-" else (file.read_bytes() if file is not None
+                                                               else (data or "").encode())
+    try:
+        model_input = decode_json(body)
+    except KingpostError as exc:
+        _fail(f"{source}: {str(exc).replace('the request body', 'the input')}")
+    out = sys.stdout.buffer
+    with Client(url, api_key=api_key, timeout=timeout, retries=retries, model=model) as client, \
+            client.predict_stream(model_input) as stream:
+        for chunk in stream:
+            out.write(chunk.encode() if stream.streamed else encode_json(chunk))
+            out.flush()
+    out.write(b"\n")
+    out.flush()
+
+
+@main.command()
 @click.argument("directory", type=BUNDLE)
 @_errors_to_one_line
 def check(directory: Path) -> None:

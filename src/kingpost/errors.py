@@ -12,7 +12,8 @@
     │   ├── QueueFullError ..... too many requests are waiting for predict
     │   ├── DeadlineExceeded ... the request ran past runtime.request_timeout_s
     │   ├── ClientGone ......... the caller went away before its answer; nothing is sent
-    │   └── ModelError ......... a user hook raised; `.stage` names which one
+    │   ├── ModelError ......... a user hook raised; `.stage` names which one
+    │   └── UnreachableError ... (kingpost.Client) the server could not be reached, or the connection broke
     └── PackagingError ......... an environment, build context, image or deployment could not be made
 
 Foreign and user errors are translated at the boundary with ``raise X(...) from exc``; their
@@ -55,7 +56,12 @@ class MissingRequirementError(ModelLoadError):
 
 
 class RequestError(KingpostError):
-    """One request failed; nothing else is affected."""
+    """One request failed; nothing else is affected.
+
+    Raised by :class:`kingpost.Client`, ``status_code`` is the HTTP status the server answered.
+    """
+
+    status_code: int | None = None
 
 
 class InputError(RequestError):
@@ -96,6 +102,10 @@ class ModelError(RequestError):
     def __init__(self, stage: str, message: str) -> None:
         super().__init__(message)
         self.stage = stage
+
+
+class UnreachableError(RequestError):
+    """(Client side) no connection to the server could be made, or it broke before the answer came."""
 
 
 class PackagingError(KingpostError):

@@ -1,0 +1,493 @@
+"""Clients for a kingpost server (or a Truss server, or a Ray deployment of either), on httpx.
+
+    with kingpost.Client("http://127.0.0.1:8080") as client:
+        client.wait_ready(60)
+        client.predict({"x": 1})                          # JSON in and out
+        client.predict({"x": np.ones(3)}, msgpack=True)   # msgpack: numpy arrays stay arrays
+        for chunk in client.predict_stream({"prompt": "the"}):
+            print(chunk, end="")
+
+``AsyncClient`` has the same methods, to be awaited (``predict_stream`` is an async iterator).
+
+Errors are kingpost's own classes with the server's sentence: 400 :class:`InputError`, 413
+:class:`PayloadTooLargeError`, 500 :class:`ModelError` (``.stage`` read from the sentence), 503
+:class:`NotReadyError` or :class:`QueueFullError`, 504 :class:`DeadlineExceeded`, anything else a
+:class:`RequestError`; each carries ``status_code``. A server that cannot be reached is an
+:class:`UnreachableError`.
+
+Retries, with exponential backoff (``backoff * 2**n``, capped at ``max_backoff``, with jitter):
+a connection that could not be made (the request never left) and a 503 (the server refused it
+before running it; its Retry-After is honoured) are retried up to ``retries`` times. A request
+that may have run (the connection broke after it was sent, no answer within the timeout, a 502 or
+504 from a proxy) is retried only with ``retry_unsafe=True``: predict is not assumed idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs as _text
+import email.utils
+import random
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
+from types import EllipsisType, TracebackType
+from typing import Any
+
+import httpx
+
+from kingpost import codecs
+from kingpost.errors import (
+    DeadlineExceeded,
+    InputError,
+    KingpostError,
+    ModelError,
+    ModelLoadError,
+    NotReadyError,
+    PayloadTooLargeError,
+    QueueFullError,
+    RequestError,
+    UnreachableError,
+)
+
+__all__ = ["AsyncClient", "Client", "Stream"]
+
+_MSGPACK = "application/msgpack"
+_STAGE = re.compile(r"the model's (\w+)")
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)  # the request never left
+_UNSAFE_STATUS = frozenset({502, 504})
+_Timeout = float | EllipsisType | None  # ... (the default) means the client's own timeout
+
+
+class _Retry(Exception):
+    """Internal: this attempt failed in a way that may be retried after ``delay`` seconds."""
+
+    def __init__(self, error: KingpostError, delay: float | None = None) -> None:
+        self.error = error
+        self.delay = delay
+
+
+class _Base:
+    def __init__(self, url: str, *, api_key: str | None = None, model: str = "model", timeout: float | None = 60.0,
+                 retries: int = 3, backoff: float = 0.25, max_backoff: float = 10.0, retry_unsafe: bool = False,
+                 msgpack: bool = False, headers: Mapping[str, str] | None = None) -> None:
+        url = url.rstrip("/")
+        if "://" not in url:
+            url = "http://" + url
+        if ":predict" in url.rsplit("/", 1)[-1]:  # a full predict URL: keep its path, find the base
+            base, _, last = url.rpartition("/")
+            self.url, self.model = base.removesuffix("/v1/models"), last.split(":", 1)[0]
+            self._predict_path = url[len(self.url):]
+        else:
+            self.url, self.model = url, model
+            self._predict_path = f"/v1/models/{model}:predict"
+        self._readiness_path = f"/v1/models/{self.model}"
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.retry_unsafe = retry_unsafe
+        self.msgpack = msgpack
+        self._headers = {"user-agent": "kingpost-client", **(headers or {})}
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    # -- shared by both clients ----------------------------------------------------------------
+
+    def _body(self, model_input: Any, msgpack: bool | None) -> tuple[bytes, dict[str, str], bool]:
+        binary = self.msgpack if msgpack is None else msgpack
+        if binary:
+            return codecs.encode_msgpack(model_input), {"content-type": _MSGPACK, "accept": _MSGPACK}, True
+        return codecs.encode_json(model_input), {"content-type": codecs.JSON}, False
+
+    def _timeout(self, timeout: _Timeout) -> httpx.Timeout:
+        seconds = self.timeout if timeout is ... else timeout
+        return httpx.Timeout(seconds, connect=min(seconds, 10.0) if seconds is not None else 10.0)
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        wait: float = min(self.max_backoff, self.backoff * 2 ** attempt) * (0.5 + random.random() / 2)  # noqa: S311
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, 60.0))  # honour the server; never sleep unbounded
+        return wait
+
+    def _transport_error(self, exc: httpx.HTTPError, path: str, unsafe: bool) -> Exception:
+        """The error a failed exchange stands for, wrapped in ``_Retry`` when it may be retried."""
+        where = self.url + path
+        if isinstance(exc, _NOT_SENT):
+            error: KingpostError = UnreachableError(f"cannot connect to {where}: {_reason(exc)}.")
+        elif isinstance(exc, httpx.TimeoutException):
+            error = DeadlineExceeded(f"no answer from {where} within the timeout ({_reason(exc)}).")
+        elif isinstance(exc, httpx.TransportError):
+            error = UnreachableError(f"the connection to {where} broke after the request was sent "
+                                     f"({_reason(exc)}); it may have run, so it was not retried.")
+        else:
+            error = RequestError(f"{where}: {_reason(exc)}.")
+        error.__cause__ = exc
+        return _Retry(error) if unsafe or isinstance(exc, _NOT_SENT) else error
+
+    def _check(self, response: httpx.Response, unsafe: bool) -> None:
+        """Raise the error a non-2xx answer stands for (``_Retry`` when it may be retried)."""
+        status = response.status_code
+        if status < 400:
+            return
+        error = _error_of(response)
+        if status == 503 or (unsafe and status in _UNSAFE_STATUS):
+            raise _Retry(error, _retry_after(response.headers.get("retry-after")))
+        raise error
+
+    def _decode(self, response: httpx.Response, binary: bool) -> Any:
+        content_type = response.headers.get("content-type", "")
+        if codecs.wants_msgpack(content_type):
+            return codecs.decode_msgpack(response.content)
+        if content_type.startswith("application/json"):
+            return codecs.decode_json(response.content)
+        return response.text  # a streaming model called without streaming: its chunks, gathered
+
+    def _prepare(self, model_input: Any, msgpack: bool | None, headers: Mapping[str, str] | None,
+                 sse: bool = False) -> tuple[bytes, dict[str, str], bool]:
+        body, extra, binary = self._body(model_input, msgpack)
+        if sse:
+            extra["accept"] = "text/event-stream"
+        return body, {**extra, **(headers or {})}, binary
+
+
+class Client(_Base):
+    """A blocking client for one model server.
+
+    ``url`` is the server's base URL (``http://host:port``, or a Ray Serve route prefix), or a full
+    predict URL. ``api_key`` is sent as ``Authorization: Bearer``. ``timeout`` (seconds, per
+    call, overridable per call; None waits forever) bounds each attempt. ``retries``,
+    ``backoff``, ``max_backoff`` and ``retry_unsafe`` set the retry policy described in the
+    module docstring. ``msgpack=True`` makes msgpack the default body format.
+    """
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self._http = httpx.Client(base_url=self.url, headers=self._headers, timeout=self._timeout(...))
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def predict(self, model_input: Any, *, msgpack: bool | None = None, timeout: _Timeout = ...,
+                retry_unsafe: bool | None = None, headers: Mapping[str, str] | None = None) -> Any:
+        """Send one input, return the postprocessed output (JSON, or msgpack with numpy arrays)."""
+        body, extra, binary = self._prepare(model_input, msgpack, headers)
+        response = self._send("POST", self._predict_path, body, extra, timeout, retry_unsafe, stream=False)
+        return self._decode(response, binary)
+
+    def predict_stream(self, model_input: Any, *, sse: bool = False, msgpack: bool | None = None,
+                       timeout: _Timeout = ..., retry_unsafe: bool | None = None,
+                       headers: Mapping[str, str] | None = None) -> Stream:
+        """The chunks (``str``) of a streaming model as they arrive: chunked, or Server-Sent Events
+        with ``sse=True``. A model that does not stream yields its whole output once
+        (``stream.streamed`` is then False). Iterate it; ``close()`` (or ``with``) abandons the rest."""
+        body, extra, binary = self._prepare(model_input, msgpack, headers, sse)
+        response = self._send("POST", self._predict_path, body, extra, timeout, retry_unsafe, stream=True)
+        return Stream(response, lambda: self._decode(response, binary))
+
+    def ready(self, *, timeout: _Timeout = ...) -> bool:
+        """Whether the model is loaded and healthy now (no retries)."""
+        try:
+            response = self._http.get(self._readiness_path, timeout=self._timeout(timeout))
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until the model is ready; :class:`ModelLoadError` at once if loading failed,
+        :class:`NotReadyError` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while True:
+            try:
+                response = self._http.get(self._readiness_path, timeout=self._timeout(min(10.0, timeout)))
+            except httpx.HTTPError as exc:
+                last = _reason(exc)
+            else:
+                if response.status_code == 200:
+                    return
+                last = _sentence(response)
+                if response.status_code == 500:
+                    raise ModelLoadError(last)
+            if time.monotonic() >= deadline:
+                raise NotReadyError(f"{self.url} was not ready within {timeout:g} s (last: {last}).")
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    def _send(self, method: str, path: str, body: bytes, headers: dict[str, str], timeout: _Timeout,
+              retry_unsafe: bool | None, *, stream: bool) -> httpx.Response:
+        unsafe = self.retry_unsafe if retry_unsafe is None else retry_unsafe
+        request = self._http.build_request(method, path, content=body, headers=headers,
+                                           timeout=self._timeout(timeout))
+        attempt = 0
+        while True:
+            try:
+                try:
+                    response = self._http.send(request, stream=stream)
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc, path, unsafe) from None
+                try:
+                    if stream and response.status_code >= 400:
+                        response.read()
+                    self._check(response, unsafe)
+                except BaseException:
+                    response.close()
+                    raise
+                return response
+            except _Retry as retry:
+                if attempt >= self.retries:
+                    raise retry.error from retry.error.__cause__
+                time.sleep(self._delay(attempt, retry.delay))
+                attempt += 1
+
+
+class AsyncClient(_Base):
+    """The same client for asyncio code: ``await client.predict(x)``, ``async for c in
+    client.predict_stream(x)``, ``async with AsyncClient(url) as client``."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self._http = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=self._timeout(...))
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def predict(self, model_input: Any, *, msgpack: bool | None = None, timeout: _Timeout = ...,
+                      retry_unsafe: bool | None = None, headers: Mapping[str, str] | None = None) -> Any:
+        body, extra, binary = self._prepare(model_input, msgpack, headers)
+        response = await self._send("POST", self._predict_path, body, extra, timeout, retry_unsafe, stream=False)
+        return self._decode(response, binary)
+
+    async def predict_stream(self, model_input: Any, *, sse: bool = False, msgpack: bool | None = None,
+                             timeout: _Timeout = ..., retry_unsafe: bool | None = None,
+                             headers: Mapping[str, str] | None = None) -> AsyncIterator[Any]:
+        body, extra, binary = self._prepare(model_input, msgpack, headers, sse)
+        response = await self._send("POST", self._predict_path, body, extra, timeout, retry_unsafe, stream=True)
+        try:
+            reader = _StreamReader(response.headers.get("content-type", ""))
+            if reader.whole:
+                await response.aread()
+                yield self._decode(response, binary)
+                return
+            async for data in response.aiter_bytes():
+                for chunk in reader.feed(data):
+                    yield chunk
+            for chunk in reader.end():
+                yield chunk
+        finally:
+            await response.aclose()
+
+    async def ready(self, *, timeout: _Timeout = ...) -> bool:
+        try:
+            response = await self._http.get(self._readiness_path, timeout=self._timeout(timeout))
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while True:
+            try:
+                response = await self._http.get(self._readiness_path, timeout=self._timeout(min(10.0, timeout)))
+            except httpx.HTTPError as exc:
+                last = _reason(exc)
+            else:
+                if response.status_code == 200:
+                    return
+                last = _sentence(response)
+                if response.status_code == 500:
+                    raise ModelLoadError(last)
+            if time.monotonic() >= deadline:
+                raise NotReadyError(f"{self.url} was not ready within {timeout:g} s (last: {last}).")
+            await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    async def _send(self, method: str, path: str, body: bytes, headers: dict[str, str], timeout: _Timeout,
+                    retry_unsafe: bool | None, *, stream: bool) -> httpx.Response:
+        unsafe = self.retry_unsafe if retry_unsafe is None else retry_unsafe
+        request = self._http.build_request(method, path, content=body, headers=headers,
+                                           timeout=self._timeout(timeout))
+        attempt = 0
+        while True:
+            try:
+                try:
+                    response = await self._http.send(request, stream=stream)
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc, path, unsafe) from None
+                try:
+                    if stream and response.status_code >= 400:
+                        await response.aread()
+                    self._check(response, unsafe)
+                except BaseException:
+                    await response.aclose()
+                    raise
+                return response
+            except _Retry as retry:
+                if attempt >= self.retries:
+                    raise retry.error from retry.error.__cause__
+                await asyncio.sleep(self._delay(attempt, retry.delay))
+                attempt += 1
+
+
+class Stream(Iterator[Any]):
+    """The chunks of one streamed answer (see :meth:`Client.predict_stream`)."""
+
+    def __init__(self, response: httpx.Response, decode: Callable[[], Any]) -> None:
+        self.response = response
+        self._reader = _StreamReader(response.headers.get("content-type", ""))
+        self.streamed = not self._reader.whole
+        self._chunks: Generator[Any, None, None] = self._iterate(decode)
+
+    def _iterate(self, decode: Callable[[], Any]) -> Generator[Any, None, None]:
+        try:
+            if not self.streamed:
+                self.response.read()
+                yield decode()
+                return
+            for data in self.response.iter_bytes():
+                yield from self._reader.feed(data)
+            yield from self._reader.end()
+        finally:
+            self.response.close()
+
+    def __next__(self) -> Any:
+        return next(self._chunks)
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._chunks.close()
+        self.response.close()
+
+
+class _StreamReader:
+    """Turns the bytes of a streamed answer into chunks: text as it arrives, or SSE events."""
+
+    def __init__(self, content_type: str) -> None:
+        media = content_type.partition(";")[0].strip().lower()
+        self.whole = media == codecs.JSON or (codecs.wants_msgpack(media) and media != "application/octet-stream")
+        self.sse = media == "text/event-stream"
+        self._text = _text.getincrementaldecoder("utf-8")("replace")
+        self._pending = ""
+        self._data: list[str] = []
+        self._event = ""
+
+    def feed(self, data: bytes) -> list[str]:
+        text = self._text.decode(data)
+        if not self.sse:
+            return [text] if text else []
+        self._pending += text
+        out: list[str] = []
+        *lines, self._pending = re.split(r"\r\n|\r|\n", self._pending)
+        for line in lines:
+            if not line:  # an empty line ends the event
+                if self._data:
+                    out.append(self._dispatch())
+                continue
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "data":
+                self._data.append(value)
+            elif field == "event":
+                self._event = value
+        return out
+
+    def end(self) -> list[str]:
+        tail = self._text.decode(b"", final=True)
+        if not self.sse:
+            return [tail] if tail else []
+        out = self.feed(b"")
+        if self._pending:
+            out += self.feed(b"\n")
+        if self._data:
+            out.append(self._dispatch())
+        return out
+
+    def _dispatch(self) -> str:
+        data, event = "\n".join(self._data), self._event
+        self._data, self._event = [], ""
+        if event == "error":
+            raise ModelError("predict", _sentence_of(data))
+        return data
+
+
+def _sentence_of(text: str) -> str:
+    try:
+        value = codecs.decode_json(text.encode())
+    except KingpostError:
+        return text.strip()
+    if isinstance(value, dict) and isinstance(value.get("error"), str):
+        return str(value["error"])
+    if isinstance(value, dict) and isinstance(value.get("detail"), str):  # FastAPI-style servers
+        return str(value["detail"])
+    return text.strip()
+
+
+def _sentence(response: httpx.Response) -> str:
+    text = response.text.strip()
+    if not text:
+        return f"HTTP {response.status_code} {response.reason_phrase} from {response.request.url}."
+    return _sentence_of(text[:2000])
+
+
+def _error_of(response: httpx.Response) -> RequestError:
+    """The kingpost error a non-2xx answer stands for, with the server's sentence."""
+    status = response.status_code
+    sentence = _sentence(response)
+    error: RequestError
+    if status == 400 or status == 422:
+        error = InputError(sentence)
+    elif status == 413:
+        error = PayloadTooLargeError(sentence)
+    elif status == 503:
+        retry = int(_retry_after(response.headers.get("retry-after")) or 1)
+        error = (QueueFullError if "max_queue" in sentence else NotReadyError)(sentence, retry_after=retry)
+    elif status == 504:
+        error = DeadlineExceeded(sentence)
+    elif status == 500:
+        found = _STAGE.search(sentence)
+        error = ModelError(found.group(1) if found else "predict", sentence)
+    else:
+        error = RequestError(f"HTTP {status}: {sentence}")
+    error.status_code = status
+    return error
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds: a number, or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().rstrip(".")
+    return text or type(exc).__name__
