@@ -7,6 +7,7 @@
 | POST /v1/models/<name>:predict[_binary] | JSON or msgpack in and out; a streaming predict answers chunked or SSE |
 | GET /metrics                            | Prometheus text |
 | GET /openapi.json, /docs                | the API described |
+| GET / (browsers), /playground           | the playground page (``server/playground.py``) |
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from kingpost.server import openapi
 from kingpost.server.accesslog import AccessLog
 from kingpost.server.http import METHOD_NOT_ALLOWED, NOT_FOUND, error_answer, status_of
 from kingpost.server.metrics import ServerMetrics
+from kingpost.server.playground import Playground
 from kingpost.server.routes import Route, Router
 from kingpost.types import Headers, Message, Params, Receive, Scope, Send, State, Stream
 
@@ -63,22 +65,24 @@ class App:
         self._id_prefix = f"{os.getpid():x}-"
         self._predict_paths: set[str] = set()  # full request paths already routed to predict
         self._answered = self.metrics.answered
-        self._openapi = codecs.encode_json(openapi.spec(runtime.config, runtime.bundle_dir.name))
-        self._docs = openapi.DOCS_HTML.encode()
+        spec = openapi.spec(runtime.config, runtime.bundle_dir.name)
+        self._openapi = codecs.encode_json(spec)
+        self.reload_error: str | None = None  # why the last reload failed (serve --reload), shown to users
+        self.playground = Playground(self, spec)
 
         self.router = Router(self.routes())
 
     def routes(self) -> list[Route]:
         """The route table. A route family (OpenAI-style, V2, jobs, ...) adds its lines here."""
         return [
-            Route("/", self._liveness, ("GET",), "liveness"),
+            Route("/", self._root, ("GET",), "liveness"),
             Route("/health", self._liveness, ("GET",), "liveness"),
             Route("/metrics", self._metrics, ("GET",), "metrics"),
             Route("/openapi.json", self._openapi_json, ("GET",), "openapi"),
-            Route("/docs", self._docs_page, ("GET",), "docs"),
             Route("/v1/models/{model}", self._readiness, ("GET",), "readiness"),
             Route("/v1/models/{model}:predict", self._predict_route, ("POST",), "predict"),
             Route("/v1/models/{model}:predict_binary", self._predict_route, ("POST",), "predict"),
+            *self.playground.routes(),
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -122,15 +126,19 @@ class App:
     async def _liveness(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         await _respond(send, 200, _OK, _JSON)
 
+    async def _root(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        """A browser gets the playground; API clients and probes keep the liveness JSON."""
+        if self.playground.wants_page(scope):
+            await self.playground.page_at_root(send)
+        else:
+            await _respond(send, 200, _OK, _JSON)
+
     async def _metrics(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         await _respond(send, 200, self.metrics.render(waiting=self.runtime.waiting),
                        b"text/plain; version=0.0.4; charset=utf-8")
 
     async def _openapi_json(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         await _respond(send, 200, self._openapi, _JSON)
-
-    async def _docs_page(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
-        await _respond(send, 200, self._docs, b"text/html; charset=utf-8")
 
     async def _plain(self, send: Send, status: int, body: bytes, route: str) -> None:
         self.metrics.responses[route, status] += 1
@@ -140,7 +148,10 @@ class App:
         runtime = self.runtime
         state = runtime.state
         if state is State.READY and await runtime.is_healthy():
-            await _respond(send, 200, codecs.encode_json({"name": runtime.name, "ready": True}), _JSON)
+            ready = {"name": runtime.name, "ready": True}
+            if self.reload_error is not None:  # still serving the last version that loaded
+                ready["reload_error"] = self.reload_error
+            await _respond(send, 200, codecs.encode_json(ready), _JSON)
             return
         not_ready: KingpostError
         if state is State.READY:

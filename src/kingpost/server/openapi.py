@@ -50,14 +50,3 @@ def spec(config: Config, default_name: str) -> dict[str, Any]:
         },
         "components": {"schemas": {"Error": _ERROR}},
     }
-
-
-DOCS_HTML = """<!doctype html>
-<html><head><meta charset="utf-8"><title>kingpost API</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
-<body><div id="ui"><p>Interactive docs need the Swagger UI script from a CDN; the description itself is at
-<a href="/openapi.json">/openapi.json</a>.</p></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>if (window.SwaggerUIBundle) SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
-</body></html>
-"""
