@@ -81,6 +81,25 @@ class Bundle:
         """Load the model now instead of on the first predict."""
         self._started()
 
+    def reload(self) -> None:
+        """Load the bundle's files as they are on disk now, beside the running version, and switch
+        to them once loaded; calls already running finish on the old version.
+
+        A version that fails to load raises (ConfigError, ModelLoadError) and the old one stays.
+        """
+        _LOOP.call(self._areload())
+
+    async def _areload(self) -> None:
+        from kingpost.reloading import load_version, retire
+
+        new = await load_version(self.bundle_dir, secrets_dir=self._secrets_dir)
+        with self._start_lock:
+            old, self._runtime, self.config = self._runtime, new, new.config
+            self._loading = asyncio.get_running_loop().create_future()
+            self._loading.set_result(None)
+        if old is not None:
+            asyncio.get_running_loop().create_task(retire(old))
+
     def close(self) -> None:
         if self._runtime is not None:
             _LOOP.call(self._runtime.stop())

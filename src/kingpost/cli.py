@@ -149,18 +149,20 @@ def predict(directory: Path, data: str | None, file: Path | None, example: str |
 @click.option("--grace-period", default=defaults.GRACE_PERIOD_S, show_default=True, type=float,
               help="Seconds to let in-flight requests finish on SIGTERM/SIGINT.")
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="One line per request.")
+@click.option("--reload", is_flag=True,
+              help="Watch the bundle; load each changed version beside the running one and switch when it is ready.")
 @_isolated_option
 @_secrets_option
 @_errors_to_one_line
 def serve(directory: Path, host: str, port: int, workers: int | None, debug: bool, grace_period: float,
-          access_log: bool, isolated: bool, secrets_dir: Path | None) -> None:
+          access_log: bool, reload: bool, isolated: bool, secrets_dir: Path | None) -> None:
     """Serve the bundle over HTTP (Truss's paths) until SIGINT/SIGTERM."""
     if isolated:
         _run_isolated(directory)
     from kingpost.server.run import serve as run
 
     sys.exit(run(directory, host=host, port=port, workers=workers, debug=debug, grace_period=grace_period,
-                 access_log=access_log, secrets_dir=secrets_dir))
+                 access_log=access_log, secrets_dir=secrets_dir, **({"reload": True} if reload else {})))
 
 
 @main.command()

@@ -151,7 +151,7 @@ def _extend_sys_path(bundle_dir: Path, config: Config) -> None:
 
 def _import_module(bundle_dir: Path, config: Config, file: Path) -> ModuleType:
     model_dir = file.parent
-    package = "kingpost_bundle_" + hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()[:12]
+    package = _package_of(model_dir)
     module_name = f"{package}.{file.stem}"
     with _IMPORT_LOCK:
         if module_name in sys.modules:
@@ -203,6 +203,23 @@ def _import_module(bundle_dir: Path, config: Config, file: Path) -> ModuleType:
                 _ALIAS_OWNERS[alias] = _CONTESTED  # a second bundle: the name is nobody's now
             else:
                 sys.modules.update(saved)  # a failed import, or a `model` kingpost does not own
+
+
+def _package_of(model_dir: Path) -> str:
+    return "kingpost_bundle_" + hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()[:12]
+
+
+def forget(bundle_dir: Path, config: Config) -> None:
+    """Drop the cached import of the bundle's model directory, so the next import reads its files
+    again (a reload). A runtime already built keeps the module objects it holds."""
+    package = _package_of(require_model_file(bundle_dir, config).parent)
+    alias = config.model_module_dir.replace("/", ".")
+    with _IMPORT_LOCK:
+        _forget(package, "")
+        if _ALIAS_OWNERS.get(alias) == package:  # the new version may take the `model` name again
+            for k in [k for k in sys.modules if k == alias or k.startswith(alias + ".")]:
+                del sys.modules[k]
+            del _ALIAS_OWNERS[alias]
 
 
 def _forget(package: str, module_name: str) -> None:

@@ -19,6 +19,7 @@ import logging
 import os
 from collections.abc import Callable
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from kingpost import codecs
 from kingpost.errors import ClientGone, KingpostError, ModelLoadError, NotReadyError, PayloadTooLargeError
@@ -31,6 +32,9 @@ from kingpost.server.metrics import ServerMetrics
 from kingpost.server.playground import Playground
 from kingpost.server.routes import Route, Router
 from kingpost.types import Headers, Message, Params, Receive, Scope, Send, State, Stream
+
+if TYPE_CHECKING:
+    from kingpost.server.reload import Reloader
 
 logger = logging.getLogger("kingpost.server")
 
@@ -68,6 +72,7 @@ class App:
         spec = openapi.spec(runtime.config, runtime.bundle_dir.name)
         self._openapi = codecs.encode_json(spec)
         self.reload_error: str | None = None  # why the last reload failed (serve --reload), shown to users
+        self.reloader: Reloader | None = None  # set by `kingpost serve --reload`
         self.playground = Playground(self, spec)
 
         self.router = Router(self.routes())
@@ -311,12 +316,26 @@ class App:
                     else:
                         self.load_task = asyncio.get_running_loop().create_task(self._load())
                 await send({"type": "lifespan.startup.complete"})
+                if self.reloader is not None:
+                    self.reloader.start()
             elif message["type"] == "lifespan.shutdown":
+                if self.reloader is not None:
+                    await self.reloader.stop()
                 if self.access_log is not None:
                     self.access_log.flush()
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def switch(self, runtime: Runtime) -> Runtime:
+        """Serve ``runtime`` from now on (a reloaded version); returns the one it replaces.
+
+        Requests already inside the old runtime hold it and finish there.
+        """
+        old, self.runtime = self.runtime, runtime
+        self.metrics.stats = runtime.stats
+        self.max_bytes = runtime.config.runtime.max_request_bytes
+        return old
 
     async def _load(self) -> None:
         try:

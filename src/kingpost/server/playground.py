@@ -56,7 +56,7 @@ _DOCS = r"""<!doctype html>
 // swagger-ui-bundle on PyPI carries Swagger UI 4.15, which renders OpenAPI 3.0 only; kingpost's
 // description uses nothing of 3.1 that 3.0 cannot show, so it is handed over as 3.0.3.
 fetch("openapi.json").then((r) => r.json()).then((spec) => {{
-  if (/^3\.1/.test(spec.openapi || "")) spec.openapi = "3.0.3";
+  if (String(spec.openapi).startsWith("3.1")) spec.openapi = "3.0.3";
   SwaggerUIBundle({{spec, dom_id: "#ui", deepLinking: true}});
 }});
 </script></body></html>

@@ -8,6 +8,7 @@ and exits once all have drained.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import multiprocessing
 import os
@@ -24,7 +25,7 @@ import uvicorn
 
 from kingpost import defaults
 from kingpost.config import Config, load_config
-from kingpost.errors import ModelLoadError
+from kingpost.errors import KingpostError, ModelLoadError
 from kingpost.runtime import Runtime
 from kingpost.server.app import App
 
@@ -40,17 +41,25 @@ class Options:
     access_log: bool
     secrets_dir: Path | None
     log_level: int
+    reload: bool = False
 
 
 def serve(bundle_dir: str | Path, *, host: str = defaults.HOST, port: int = defaults.PORT, workers: int | None = None,
           debug: bool = False, grace_period: float = defaults.GRACE_PERIOD_S, access_log: bool = True,
-          secrets_dir: str | Path | None = None) -> int:
-    """Serve the bundle until SIGINT/SIGTERM; returns the process exit status (0 after a clean drain)."""
+          secrets_dir: str | Path | None = None, reload: bool = False) -> int:
+    """Serve the bundle until SIGINT/SIGTERM; returns the process exit status (0 after a clean drain).
+
+    ``reload=True`` watches the bundle and switches to each new version once it loads (one worker).
+    """
     bundle_dir = Path(bundle_dir)
     config = load_config(bundle_dir)  # a bad config fails here, before a socket is opened
     count = workers or config.runtime.workers
+    if reload and count > 1:
+        raise KingpostError(f"--reload serves with one worker; drop --workers (or runtime.workers: {count}).")
+    if reload and importlib.util.find_spec("watchfiles") is None:
+        raise KingpostError("--reload needs the watchfiles package: pip install 'kingpost[reload]'.")
     options = Options(bundle_dir, config, debug, grace_period, access_log, Path(secrets_dir) if secrets_dir else None,
-                      logging.getLogger().getEffectiveLevel())
+                      logging.getLogger().getEffectiveLevel(), reload)
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     print(f"kingpost: serving {config.model_name or bundle_dir.resolve().name} on http://{bound_host}:{bound_port} "
@@ -80,6 +89,11 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
     server: _Server | None = None
 
     def on_load_failure(exc: ModelLoadError) -> None:
+        if options.reload:  # keep serving (readiness says why) until a change fixes it
+            print(f"kingpost: the model failed to load; waiting for a change to reload: {exc}", file=sys.stderr,
+                  flush=True)
+            app.reload_error = str(exc)
+            return
         print(f"error: the model failed to load: {exc}", file=sys.stderr, flush=True)
         status["code"] = 1
         if server is not None:
@@ -87,6 +101,10 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
 
     app = App(runtime, debug=options.debug, access_log=options.access_log, on_uvicorn=True,
               load_before_serving=load_before_serving, on_load_failure=on_load_failure)
+    if options.reload:
+        from kingpost.server.reload import Reloader
+
+        app.reloader = Reloader(app, options.bundle_dir.resolve(), secrets_dir=options.secrets_dir)
     config = uvicorn.Config(app, lifespan="on", access_log=False, log_config=None, server_header=False,
                             timeout_keep_alive=defaults.KEEP_ALIVE_S,
                             timeout_graceful_shutdown=options.grace_period)  # type: ignore[arg-type]  # a float works
@@ -103,8 +121,6 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        from kingpost.errors import KingpostError
-
         raise KingpostError(f"cannot listen on {host}:{port}: {exc.strerror or exc}.") from exc
     sock.listen(defaults.LISTEN_BACKLOG)
     sock.set_inheritable(True)
