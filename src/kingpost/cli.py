@@ -250,9 +250,12 @@ def check(directory: Path) -> None:
 @_errors_to_one_line
 def context(directory: Path, out: Path) -> None:
     """Write a deterministic container build context (Dockerfile and all) for the bundle to OUT."""
+    from kingpost._progress import Progress
     from kingpost.container.context import write_context
 
-    write_context(directory, out)
+    with Progress() as progress:
+        progress(f"kingpost: writing the build context of {directory} to {out}")
+        write_context(directory, out)
     click.echo(f"Wrote build context {out}. Build it with: docker build -t IMAGE {out}")
 
 
@@ -276,9 +279,14 @@ def image(directory: Path, tag: str | None, context_dir: Path | None) -> None:
 @_errors_to_one_line
 def env(directory: Path, rebuild: bool, clear: bool) -> None:
     """Show (or rebuild, or clear) the isolated environment of a bundle."""
+    from kingpost._progress import Progress
     from kingpost.isolated.env import env_command
 
-    env_command(directory, rebuild=rebuild, clear=clear, echo=click.echo)
+    if rebuild:
+        with Progress(sys.stdout) as progress:
+            env_command(directory, rebuild=rebuild, clear=clear, echo=progress)
+    else:
+        env_command(directory, rebuild=rebuild, clear=clear, echo=click.echo)
 
 
 @main.command()
@@ -308,8 +316,11 @@ def ray(directory: Path, replicas: int | None, autoscale: str | None, address: s
 
 def _run_isolated(directory: Path) -> None:
     """Re-run this very command inside the bundle's environment, without --isolated."""
-    from kingpost.isolated.env import run_isolated
+    from kingpost._progress import Progress
+    from kingpost.isolated.env import ensure, environment, run_isolated
 
+    with Progress() as progress:  # build (or find) the environment with a live line, then hand over
+        ensure(environment(directory), echo=progress)
     argv = [a for a in sys.argv[1:] if a != "--isolated"]
     sys.exit(run_isolated(directory, argv, echo=lambda m: click.echo(m, err=True)))
 
