@@ -41,6 +41,7 @@ def browser() -> Iterator[Any]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # to read the headers the page sends
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 "--window-size=1100,720", "--disable-extensions", "--no-first-run"):
         options.add_argument(arg)
@@ -185,6 +186,44 @@ def test_api_clients_at_root_keep_liveness(digits: Server) -> None:
     assert page.headers["content-type"].startswith("text/html") and "playground" in page.text
     assert len(page.content) + sum(len(httpx.get(f"{digits.url}/playground/static/{n}", timeout=10).content)
                                    for n in ("playground.js", "playground.css")) < 24_000  # the page is small
+
+
+def test_the_api_key_is_kept_for_the_session_and_sent(browser: Any, digits: Server) -> None:
+    import json
+
+    from selenium.webdriver.common.by import By
+
+    _open(browser, digits.url + "/playground")
+    key = browser.find_element(By.ID, "api-key")
+    key.clear()
+    key.send_keys("k-123\t")  # the change event stores it
+    browser.refresh()
+    _wait(lambda: browser.find_element(By.ID, "api-key").get_attribute("value") == "k-123",
+          "the key to come back from sessionStorage")
+    browser.get_log("performance")  # drop what came before
+    _run(browser)
+    sent = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent" and message["params"]["request"]["url"].endswith(
+                ":predict"):
+            sent.append(message["params"]["request"]["headers"])
+    assert sent and sent[-1].get("Authorization") == "Bearer k-123"
+    browser.execute_script("sessionStorage.clear()")
+
+
+def test_a_failed_reload_is_shown(browser: Any, copy_bundle: Any, serve: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    bundle = copy_bundle("reload_probe")
+    server = serve(bundle, "--reload")
+    _open(browser, server.url + "/")
+    model = bundle / "model" / "model.py"
+    model.write_text(model.read_text().replace("class Model:", "class Model(:"))
+    banner = browser.find_element(By.ID, "reload-error")
+    _wait(banner.is_displayed, "the reload error on the page")  # the page polls every 2 s
+    assert banner.text == ("The last reload failed; still serving the previous version. "
+                           "reload_probe/model/model.py, line 10: syntax error: invalid syntax.")
 
 
 def _example(name: str) -> Any:
