@@ -171,6 +171,9 @@ def test_two_replicas_serve_200_concurrent_requests_and_stop_clean(tmp_path: Pat
     assert [c["text"] for c in rest] == ["chunk 0\n", "chunk 1\n", "chunk 2\n"]
     assert rest[-1]["at"] - first["at"] > 1.0, seen["stream"]  # the first chunk came before the end
     assert seen["handle_stream"] == [seen["stream"][0]["text"], "chunk 0\n"]
+    # kingpost.AsyncClient talks to the deployment as to `kingpost serve`
+    assert seen["client"] == [-2, -3]
+    assert "".join(seen["client_stream"]).endswith("chunk 0\nchunk 1\n")
     # and nothing of Ray is left
     assert seen["ray_processes"] >= 3 and {"raylet", "gcs_server"} <= set(seen["ray_names"])
     assert seen["left_after_close"] == [] and leftover == []
@@ -305,6 +308,15 @@ async def _exercise(url: str, seen: dict[str, Any]) -> None:
         seen["stream"] = chunks
         streamer = serve.get_app_handle("ray-stream").options(stream=True)
         seen["handle_stream"] = [chunk async for chunk in streamer.stream.remote({"chunks": 1})]
+
+    import kingpost  # the same client as for `kingpost serve`
+
+    async with kingpost.AsyncClient(url) as client:
+        await client.wait_ready(30)
+        seen["client"] = [(await client.predict({"tag": -2}))["tag"],
+                          (await client.predict({"tag": -3}, msgpack=True))["tag"]]
+    async with kingpost.AsyncClient(f"{url}/stream") as client:
+        seen["client_stream"] = [chunk async for chunk in client.predict_stream({"chunks": 2})]
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--driver"]:
