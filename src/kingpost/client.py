@@ -91,6 +91,10 @@ class _Base:
         self._headers = {"user-agent": "kingpost-client", **(headers or {})}
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
+        self._http = self._connect()
+
+    def _connect(self) -> Any:
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
@@ -164,9 +168,10 @@ class Client(_Base):
     module docstring. ``msgpack=True`` makes msgpack the default body format.
     """
 
-    def __init__(self, url: str, **options: Any) -> None:
-        super().__init__(url, **options)
-        self._http = httpx.Client(base_url=self.url, headers=self._headers, timeout=self._timeout(...))
+    _http: httpx.Client
+
+    def _connect(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self._headers, timeout=self._timeout(...))
 
     def __enter__(self) -> Client:
         return self
@@ -253,9 +258,10 @@ class AsyncClient(_Base):
     """The same client for asyncio code: ``await client.predict(x)``, ``async for c in
     client.predict_stream(x)``, ``async with AsyncClient(url) as client``."""
 
-    def __init__(self, url: str, **options: Any) -> None:
-        super().__init__(url, **options)
-        self._http = httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=self._timeout(...))
+    _http: httpx.AsyncClient
+
+    def _connect(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=self._timeout(...))
 
     async def __aenter__(self) -> AsyncClient:
         return self
