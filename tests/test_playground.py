@@ -231,3 +231,56 @@ def _example(name: str) -> Any:
 
     entries = yaml.safe_load((EXAMPLES / "digits" / "examples.yaml").read_text())
     return next(e["input"] for e in entries if e["name"] == name)
+
+
+def test_input_schema_is_read_from_the_openapi_description() -> None:
+    from kingpost.server.playground import input_schema
+
+    person = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    body = {"requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/In"}}}}}
+    spec = {"paths": {"/v1/models/{model_name}:predict": {"post": body}}, "components": {"schemas": {"In": person}}}
+    assert input_schema(spec) == person
+    body["requestBody"]["content"]["application/json"]["schema"] = {}
+    assert input_schema(spec) is None  # no typed input: the JSON editor only
+
+
+def test_a_typed_schema_becomes_a_form(browser: Any, tmp_path: Path) -> None:
+    """Until bundles publish schemas (issue 13), the App is given one, served in-process on uvicorn."""
+    import json
+    import threading
+
+    import uvicorn
+    from selenium.webdriver.common.by import By
+
+    from conftest import bundle_path
+    from kingpost.config import load_config
+    from kingpost.runtime import Runtime
+    from kingpost.server.app import App
+
+    root = bundle_path("server_echo")
+    app = App(Runtime(root, load_config(root)), access_log=False)
+    app.playground.schema = {"type": "object", "required": ["prompt"],
+                             "properties": {"prompt": {"type": "string"}, "max_tokens": {"type": "integer"},
+                                            "greedy": {"type": "boolean"}}}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        _wait(lambda: server.started, "uvicorn to start")
+        port = server.servers[0].sockets[0].getsockname()[1]
+        _open(browser, f"http://127.0.0.1:{port}/playground")
+        form = browser.find_element(By.ID, "form")
+        assert form.is_displayed()
+        assert [label.text for label in form.find_elements(By.TAG_NAME, "label")] == ["prompt *", "max_tokens",
+                                                                                       "greedy"]
+        browser.find_element(By.ID, "field-prompt").send_keys("Call me")
+        browser.find_element(By.ID, "field-max_tokens").send_keys("12")
+        browser.find_element(By.ID, "field-greedy").click()
+        assert json.loads(browser.find_element(By.ID, "editor").get_attribute("value")) == {
+            "prompt": "Call me", "max_tokens": 12, "greedy": True}
+        _run(browser)
+        assert '"prompt": "Call me"' in browser.find_element(By.ID, "output").text
+        _shot(browser, tmp_path, "playground-form.png")
+    finally:
+        server.should_exit = True
+        thread.join(30)
