@@ -100,10 +100,27 @@ function formToEditor() {
   $("editor").value = JSON.stringify(value, null, 2);
 }
 
+// The first image in the input (a data URL, or base64 PNG/JPEG), shown under the drop zone.
+const IMAGE_STARTS = {"iVBORw0KGgo": "image/png", "/9j/": "image/jpeg", "R0lGOD": "image/gif"};
+
+function previewInput(value) {
+  let found = null;
+  for (const v of (value && typeof value === "object" ? Object.values(value) : [value])) {
+    if (typeof v !== "string") continue;
+    if (isImage(v)) { found = v; break; }
+    const kind = Object.keys(IMAGE_STARTS).find((start) => v.startsWith(start));
+    if (kind) { found = "data:" + IMAGE_STARTS[kind] + ";base64," + v; break; }
+  }
+  const img = $("preview");
+  img.hidden = !found;
+  if (found && img.src !== found) img.src = found;
+}
+
 function syncForm() {
-  if ($("form").hidden) return;
   let value;
   try { value = JSON.parse($("editor").value); } catch { return; }
+  previewInput(value);
+  if ($("form").hidden) return;
   for (const input of $("form").elements) {
     const v = value && value[input.name];
     if (input.dataset.kind === "boolean") input.checked = !!v;
