@@ -20,14 +20,15 @@ LAYERS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
                       "kingpost.stats", "kingpost._yaml", "kingpost.codecs", "kingpost.concurrency"),)),
     ("bundle on disk", (("kingpost.config", "kingpost.secrets", "kingpost.requirements"),)),
     ("loader", (("kingpost.loader",),)),
-    ("runtime", (("kingpost.hooks", "kingpost.predictor", "kingpost.runtime"),)),
-    ("front doors", (("kingpost.bundle",), ("kingpost.server",), ("kingpost.check",), ("kingpost.scaffold",))),
+    ("runtime", (("kingpost.hooks", "kingpost.predictor", "kingpost.runtime", "kingpost.reloading"),)),
+    ("front doors", (("kingpost.bundle",), ("kingpost.server",), ("kingpost.check",), ("kingpost.scaffold",),
+                     ("kingpost.client",))),
     ("isolated environments", (("kingpost.isolated",),)),
     ("container contexts and images", (("kingpost.container",),)),
     ("authoring (kingpost.create)", (("kingpost.frameworks",),)),
     ("deploy", (("kingpost.deploy",),)),
     ("the package face", (("kingpost",),)),
-    ("the command line", (("kingpost.cli", "kingpost.__main__"),)),
+    ("the command line", (("kingpost.cli", "kingpost.__main__", "kingpost._progress"),)),
 )
 
 

@@ -131,12 +131,12 @@ def test_bundle_reload_in_process(copy_bundle: Callable[..., Path], load: Callab
     slow = in_background(lambda: bundle.predict({"sleep": 0.5, "mark": str(mark)}))
     while not mark.exists():  # bounded by the pytest timeout; the call starts at once
         time.sleep(0.005)
-    _edit(bundle.path, '"version": 1', '"version": 2')
+    _edit(bundle.bundle_dir, '"version": 1', '"version": 2')
     bundle.reload()
     assert bundle.predict(1) == {"version": 2, "input": 1}
     assert slow() == {"version": 1, "input": {"sleep": 0.5, "mark": str(mark)}}  # finished on the old version
 
-    _edit(bundle.path, "class Model:", "class Model(:")
+    _edit(bundle.bundle_dir, "class Model:", "class Model(:")
     with pytest.raises(kingpost.ModelLoadError, match=r"model/model\.py, line \d+: syntax error"):
         bundle.reload()
     assert bundle.predict(1) == {"version": 2, "input": 1}  # still the last version that loaded

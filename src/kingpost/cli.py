@@ -172,8 +172,9 @@ def serve(directory: Path, host: str, port: int, workers: int | None, debug: boo
               help="A file holding the input as JSON ('-' reads stdin).")
 @click.option("--api-key", envvar="KINGPOST_API_KEY", default=None,
               help="Sent as 'Authorization: Bearer KEY' (default: $KINGPOST_API_KEY).")
-@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the answer.")
-@click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
+@click.option("--timeout", type=float, default=defaults.CLIENT_TIMEOUT_S, show_default=True,
+              help="Seconds to wait for the answer.")
+@click.option("--retries", type=click.IntRange(min=0), default=defaults.CLIENT_RETRIES, show_default=True,
               help="Retries on a refused connection or a 503 (a request that may have run is never retried).")
 @click.option("--model", default="model", show_default=True, help="The model name in the predict path.")
 @_errors_to_one_line

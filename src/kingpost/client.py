@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from kingpost import codecs
+from kingpost import codecs, defaults
 from kingpost.errors import (
     DeadlineExceeded,
     InputError,
@@ -68,9 +68,10 @@ class _Retry(Exception):
 
 
 class _Base:
-    def __init__(self, url: str, *, api_key: str | None = None, model: str = "model", timeout: float | None = 60.0,
-                 retries: int = 3, backoff: float = 0.25, max_backoff: float = 10.0, retry_unsafe: bool = False,
-                 msgpack: bool = False, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, url: str, *, api_key: str | None = None, model: str = "model",
+                 timeout: float | None = defaults.CLIENT_TIMEOUT_S, retries: int = defaults.CLIENT_RETRIES,
+                 backoff: float = defaults.CLIENT_BACKOFF_S, max_backoff: float = defaults.CLIENT_MAX_BACKOFF_S,
+                 retry_unsafe: bool = False, msgpack: bool = False, headers: Mapping[str, str] | None = None) -> None:
         url = url.rstrip("/")
         if "://" not in url:
             url = "http://" + url
@@ -114,7 +115,7 @@ class _Base:
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         wait: float = min(self.max_backoff, self.backoff * 2 ** attempt) * (0.5 + random.random() / 2)  # noqa: S311
         if retry_after is not None:
-            wait = max(wait, min(retry_after, 60.0))  # honour the server; never sleep unbounded
+            wait = max(wait, min(retry_after, defaults.CLIENT_MAX_RETRY_AFTER_S))  # honour the server, within reason
         return wait
 
     def _transport_error(self, exc: httpx.HTTPError, path: str, unsafe: bool) -> Exception:
@@ -207,7 +208,7 @@ class Client(_Base):
             return False
         return response.status_code == 200
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = defaults.CLIENT_WAIT_READY_S) -> None:
         """Wait until the model is ready; :class:`ModelLoadError` at once if loading failed,
         :class:`NotReadyError` after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
@@ -305,7 +306,7 @@ class AsyncClient(_Base):
             return False
         return response.status_code == 200
 
-    async def wait_ready(self, timeout: float = 60.0) -> None:
+    async def wait_ready(self, timeout: float = defaults.CLIENT_WAIT_READY_S) -> None:
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         while True:

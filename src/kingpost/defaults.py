@@ -17,3 +17,13 @@ STREAMING_READ_TIMEOUT_S = 60.0  # runtime.streaming_read_timeout (Truss's)
 RAY_PORT = 8000  # kingpost ray --port: Ray Serve's HTTP proxy
 RAY_TIMEOUT_S = 300.0  # kingpost ray --timeout: for the cluster and the replicas to come up
 RAY_MAX_ONGOING_REQUESTS = 128  # per replica, unless runtime.ray or the queue asks for more
+
+CLIENT_TIMEOUT_S = 60.0  # kingpost.Client(timeout=) / kingpost call --timeout: per attempt
+CLIENT_RETRIES = 3  # kingpost.Client(retries=) / kingpost call --retries: on a refused connection or a 503
+CLIENT_BACKOFF_S = 0.25  # kingpost.Client(backoff=): the first retry's wait, doubled each time (with jitter)
+CLIENT_MAX_BACKOFF_S = 10.0  # kingpost.Client(max_backoff=)
+CLIENT_MAX_RETRY_AFTER_S = 60.0  # the longest Retry-After the client honours
+CLIENT_WAIT_READY_S = 60.0  # kingpost.Client.wait_ready(timeout=): how long a model may take to load
+
+RELOAD_DEBOUNCE_MS = 100  # serve --reload: changes gathered this long into one reload
+RELOAD_RETIRE_TIMEOUT_S = 300.0  # the longest a replaced version waits for its requests (a long stream) to end

@@ -16,12 +16,10 @@ import logging
 import time
 from pathlib import Path
 
-from kingpost import loader
+from kingpost import defaults, loader
 from kingpost.runtime import Runtime
 
 logger = logging.getLogger(__name__)
-
-RETIRE_TIMEOUT_S = 300.0  # the longest an old version waits for its requests (a long stream) before it stops
 
 
 async def load_version(bundle_dir: str | Path, *, secrets_dir: str | Path | None = None) -> Runtime:
@@ -39,7 +37,7 @@ async def load_version(bundle_dir: str | Path, *, secrets_dir: str | Path | None
     return runtime
 
 
-async def retire(runtime: Runtime, *, timeout: float = RETIRE_TIMEOUT_S) -> None:
+async def retire(runtime: Runtime, *, timeout: float = defaults.RELOAD_RETIRE_TIMEOUT_S) -> None:
     """Stop ``runtime`` once no request is inside it (or after ``timeout`` seconds)."""
     deadline = time.monotonic() + timeout
     stats = runtime.stats

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kingpost import defaults
 from kingpost.errors import KingpostError
 from kingpost.reloading import load_version, retire
 
@@ -42,7 +43,7 @@ class Reloader:
     """Watches ``directory`` with watchfiles and reloads ``app`` on each change."""
 
     def __init__(self, app: App, directory: Path, *, secrets_dir: Path | None = None,
-                 debounce_ms: int = 100) -> None:
+                 debounce_ms: int = defaults.RELOAD_DEBOUNCE_MS) -> None:
         import watchfiles  # decided when the server starts: a clear error now, not on the first change
 
         self._watchfiles = watchfiles
