@@ -89,3 +89,51 @@ def test_kingpost_context_on_a_terminal_and_in_a_pipe(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert b"\x1b[" in shown and b"writing the build context" in shown
     assert (tmp_path / "b" / "Dockerfile").is_file()
+
+
+ENGINE = """#!/bin/sh
+case "$1" in info) exit 0;; esac
+echo "STEP 1/2: FROM debian"
+sleep 0.2
+echo "STEP 2/2: COPY . /srv"
+sleep 0.2
+exit {status}
+"""
+
+
+def _fake_docker(directory: Path, status: int) -> dict[str, str]:
+    directory.mkdir()
+    script = directory / "docker"
+    script.write_text(ENGINE.format(status=status))
+    script.chmod(0o755)
+    return {**os.environ, "PATH": f"{directory}{os.pathsep}{os.environ['PATH']}", "TERM": "xterm"}
+
+
+def _on_pty(command: list[str], env: dict[str, str]) -> tuple[int, str]:
+    main, side = _wide_pty()
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=side, env=env)
+    os.close(side)
+    shown = _read_all(main, time.monotonic() + 30)
+    code = proc.wait(30)
+    os.close(main)
+    return code, shown.decode(errors="replace")
+
+
+def test_an_image_build_on_a_terminal_and_in_a_pipe(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "kingpost", "image", str(bundle_path("context_app")), "-t", "demo:1",
+               "--context-dir"]
+    env = _fake_docker(tmp_path / "ok", 0)
+    code, shown = _on_pty([*command, str(tmp_path / "ctx1")], env)
+    assert code == 0, shown
+    assert "kingpost: building demo:1 with docker" in shown and "STEP 2/2: COPY . /srv" in shown
+    assert "kingpost:   STEP" not in shown  # the steps only moved the live line
+
+    piped = subprocess.run([*command, str(tmp_path / "ctx2")], capture_output=True, text=True, env=env, timeout=60)
+    assert piped.returncode == 0
+    assert piped.stderr == "STEP 1/2: FROM debian\nSTEP 2/2: COPY . /srv\n"  # the engine's own lines, as before
+
+    code, shown = _on_pty([*command, str(tmp_path / "ctx3")], _fake_docker(tmp_path / "bad", 3))
+    assert code == 1
+    # A failed build leaves its last lines on screen, then the one-line error.
+    assert "kingpost:   STEP 1/2: FROM debian\r\nkingpost:   STEP 2/2: COPY . /srv" in shown
+    assert "error: docker could not build the image (exit status 3)" in shown

@@ -5,7 +5,8 @@ has run; steps that finished stay printed above it. Anywhere else (a pipe, a CI 
 without ``rich``, every message is one plain line, exactly as the library sent it.
 
 The library reports through an ``echo(message)`` callable; this module is what the CLI hands it.
-Messages indented under ``kingpost:`` (installer output, heartbeats) only move the live line.
+Messages indented under ``kingpost:`` (installer output, heartbeats, an image build's steps) only
+move the live line; if the work fails, the last of them are printed, so the cause stays on screen.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import importlib.util
 import os
 import sys
 import time
+from collections import deque
 from types import TracebackType
 from typing import IO, Any
 
 _DETAIL = "kingpost:   "
+TAIL = 20  # detail lines printed when the work fails
 
 
 def _live_possible(stream: IO[str]) -> bool:
@@ -36,6 +39,7 @@ class Progress:
         self._console: Any = None
         self._step = ""
         self._started = time.monotonic()
+        self._details: deque[str] = deque(maxlen=TAIL)
 
     def __enter__(self) -> Progress:
         if self.live:
@@ -55,12 +59,15 @@ class Progress:
         if self._status is not None:
             self._status.stop()
             self._status = None
+            if exc is not None and self._details:
+                self._console.print("\n".join(_escape(d) for d in self._details), soft_wrap=True)
 
     def __call__(self, message: str) -> None:
         if self._status is None:
             print(message, file=self.stream, flush=True)
             return
         if message.startswith(_DETAIL):
+            self._details.append(message)
             detail = message[len(_DETAIL):].strip()
             self._status.update(f"{self._step} [dim]{_escape(detail)}[/] ({self._elapsed()})")
             return

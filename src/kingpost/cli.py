@@ -268,9 +268,12 @@ def context(directory: Path, out: Path) -> None:
 @_errors_to_one_line
 def image(directory: Path, tag: str | None, context_dir: Path | None) -> None:
     """Build a container image with the engine found (docker, else podman or buildah)."""
+    from kingpost._progress import Progress
     from kingpost.container.image import build_image
 
-    click.echo(f"Built image {build_image(directory, tag=tag, context_dir=context_dir)}")
+    with Progress() as progress:  # on a terminal, the engine's lines move one live line; else they go as they are
+        built = build_image(directory, tag=tag, context_dir=context_dir, echo=progress if progress.live else None)
+    click.echo(f"Built image {built}")
 
 
 @main.command()

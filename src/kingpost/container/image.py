@@ -2,7 +2,8 @@
 
 Engines, in order: Docker when its daemon answers (``docker info``), else podman, else buildah
 (``buildah bud``). podman and buildah build in Docker's image format, which keeps the HEALTHCHECK
-(the OCI format drops it). The engine's own progress goes to stderr.
+(the OCI format drops it). The engine's own progress goes to stderr, or line by line to ``echo``
+when one is given (the CLI's live progress line on a terminal).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from kingpost.config import load_config
@@ -19,7 +21,8 @@ from kingpost.container.context import write_context
 from kingpost.errors import PackagingError
 
 
-def build_image(bundle_dir: Path, *, tag: str | None, context_dir: Path | None) -> str:
+def build_image(bundle_dir: Path, *, tag: str | None, context_dir: Path | None,
+                echo: Callable[[str], None] | None = None) -> str:
     """Build the bundle's image and return its tag (default ``kingpost-<model_name>:latest``).
 
     The context goes to ``context_dir``, or to a temporary directory that is removed after a
@@ -42,13 +45,28 @@ def build_image(bundle_dir: Path, *, tag: str | None, context_dir: Path | None) 
             f"no container engine found (docker with a running daemon, podman or buildah); "
             f"the build context is in {context}, build it with: docker build -t {tag} {context}"
         )
-    status = subprocess.run(build_command(engine, tag, context), stdout=sys.stderr, check=False).returncode
+    if echo is None:
+        status = subprocess.run(build_command(engine, tag, context), stdout=sys.stderr, check=False).returncode
+    else:
+        echo(f"kingpost: building {tag} with {Path(engine).name}")
+        status = _run_lines(build_command(engine, tag, context), echo)
     if status != 0:
         raise PackagingError(f"{Path(engine).name} could not build the image (exit status {status}); "
                              f"the build context is kept in {context}.")
     if temporary:
         shutil.rmtree(context.parent, ignore_errors=True)
     return tag
+
+
+def _run_lines(command: list[str], echo: Callable[[str], None]) -> int:
+    """Run the engine, handing each line it prints to ``echo`` as a detail line."""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace") as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip():
+                echo(f"kingpost:   {line.rstrip()}")
+    return proc.returncode
 
 
 def find_engine() -> str | None:
