@@ -81,7 +81,12 @@ def test_stream_as_server_sent_events(serve: Callable[..., Server]) -> None:
     server = serve("server_stream")
     with kingpost.Client(server.url) as client:
         chunks = list(client.predict_stream({"chunks": ["a", "b\nc", "d"]}, sse=True))
-    assert chunks == ["a", "b\nc", "d"]
+        assert chunks == ["a", "b\nc", "d"]
+        # predict() on a streaming model gathers the chunks, whichever format the request had
+        assert client.predict({"chunks": ["a", "b"]}) == "ab"
+        assert client.predict({"chunks": ["a"]}, msgpack=True) == "a"
+        with client.predict_stream({"chunks": ["x", "y"]}, msgpack=True) as stream:
+            assert stream.streamed and "".join(stream) == "xy"
 
 
 def test_503_is_retried_after_retry_after(copy_bundle: Callable[..., Path], serve: Callable[..., Server],

@@ -145,10 +145,14 @@ class _Base:
 
     def _decode(self, response: httpx.Response, binary: bool) -> Any:
         content_type = response.headers.get("content-type", "")
-        if codecs.wants_msgpack(content_type):
-            return codecs.decode_msgpack(response.content)
-        if content_type.startswith("application/json"):
+        media = content_type.partition(";")[0].strip().lower()
+        if media == codecs.JSON:
             return codecs.decode_json(response.content)
+        # application/octet-stream is msgpack when asked for and sized (Truss answers msgpack so);
+        # sent chunked, it is a streaming model's output.
+        if codecs.wants_msgpack(media) and (media != "application/octet-stream"
+                                            or (binary and "content-length" in response.headers)):
+            return codecs.decode_msgpack(response.content)
         return response.text  # a streaming model called without streaming: its chunks, gathered
 
     def _prepare(self, model_input: Any, msgpack: bool | None, headers: Mapping[str, str] | None,
