@@ -98,7 +98,9 @@ class Bundle:
             self._loading = asyncio.get_running_loop().create_future()
             self._loading.set_result(None)
         if old is not None:
-            asyncio.get_running_loop().create_task(retire(old))
+            task = asyncio.get_running_loop().create_task(retire(old))
+            _RETIRING.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(_RETIRING.discard)
 
     def close(self) -> None:
         if self._runtime is not None:
@@ -131,6 +133,7 @@ class Bundle:
 
 
 _LOOP = LoopThread()
+_RETIRING: set[asyncio.Task[None]] = set()  # replaced runtimes waiting for their last call (Bundle.reload)
 
 
 class Chunks(Iterator[Any]):
