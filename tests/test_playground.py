@@ -233,6 +233,35 @@ def _example(name: str) -> Any:
     return next(e["input"] for e in entries if e["name"] == name)
 
 
+def test_outputs_render_by_what_they_are(browser: Any, serve: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    server = serve("render_kinds")
+    _open(browser, server.url + "/playground")
+    output = browser.find_element(By.ID, "output")
+
+    def run(kind: str) -> None:
+        editor = browser.find_element(By.ID, "editor")
+        editor.clear()
+        editor.send_keys(f'{{"kind": "{kind}"}}')
+        _run(browser)
+
+    run("image")  # a data URL answer is an image
+    images = output.find_elements(By.CSS_SELECTOR, "img.out")
+    assert len(images) == 1 and browser.execute_script("return arguments[0].naturalWidth", images[0]) == 2
+    run("base64")  # a bare base64 PNG inside an object too
+    assert output.text.startswith('"mask":')
+    assert browser.execute_script("return arguments[0].naturalWidth", output.find_element(By.TAG_NAME, "img")) == 2
+    run("records")  # a list of records is a table, columns from every record
+    assert [th.text for th in output.find_elements(By.TAG_NAME, "th")] == ["label", "score", "note"]
+    rows = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+            for tr in output.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    assert rows == [['"cat"', "0.9", ""], ['"dog"', "0.1", '"unsure"']]
+    _shot(browser, tmp_path, "playground-table.png")
+    run("nested")  # anything else is a tree
+    assert output.text.splitlines() == ['"outer":', "{1}", '"inner":', "[2]", "[0]: 1", "[1]: 2"]
+
+
 def test_input_schema_is_read_from_the_openapi_description() -> None:
     from kingpost.server.playground import input_schema
 

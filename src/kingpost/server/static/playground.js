@@ -107,9 +107,8 @@ function previewInput(value) {
   let found = null;
   for (const v of (value && typeof value === "object" ? Object.values(value) : [value])) {
     if (typeof v !== "string") continue;
-    if (isImage(v)) { found = v; break; }
-    const kind = Object.keys(IMAGE_STARTS).find((start) => v.startsWith(start));
-    if (kind) { found = "data:" + IMAGE_STARTS[kind] + ";base64," + v; break; }
+    found = asImage(v);
+    if (found) break;
   }
   const img = $("preview");
   img.hidden = !found;
@@ -256,12 +255,21 @@ const isObject = (v) => v instanceof Map || (v !== null && typeof v === "object"
 
 function isImage(v) { return typeof v === "string" && /^data:image\/[a-z+.-]+;base64,/i.test(v); }
 
+// A bare base64 PNG/JPEG/GIF string (at least a few dozen bytes) as a data URL; else null.
+function asImage(v) {
+  if (isImage(v)) return v;
+  if (typeof v !== "string" || v.length < 64 || !/^[A-Za-z0-9+/=\s]+$/.test(v)) return null;
+  const start = Object.keys(IMAGE_STARTS).find((s) => v.startsWith(s));
+  return start ? "data:" + IMAGE_STARTS[start] + ";base64," + v : null;
+}
+
 function isRecords(v) {
   return Array.isArray(v) && v.length > 0 && v.every((r) => r instanceof Map);
 }
 
 function render(target, value) {
-  if (isImage(value)) { const img = el("img", "out"); img.src = value; target.appendChild(img); return; }
+  const image = asImage(value);
+  if (image) { const img = el("img", "out"); img.src = image; target.appendChild(img); return; }
   if (isRecords(value)) { target.appendChild(table(value)); return; }
   if (isObject(value)) { target.appendChild(tree(value)); return; }
   target.appendChild(leaf(value));
@@ -290,7 +298,7 @@ function tree(value) {
   for (const [k, v] of entries(value)) {
     const item = el("li");
     item.appendChild(el("span", "k", (Array.isArray(value) ? "[" + k + "]" : JSON.stringify(k)) + ": "));
-    if (isImage(v) || isRecords(v)) render(item, v);
+    if (asImage(v) || isRecords(v)) render(item, v);
     else if (isObject(v)) {
       const details = el("details");
       details.open = true;
