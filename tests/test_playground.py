@@ -313,3 +313,27 @@ def test_a_typed_schema_becomes_a_form(browser: Any, tmp_path: Path) -> None:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def test_docs_without_swagger_ui_still_work_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without kingpost[docs], /docs is a packaged page listing the paths (no CDN either)."""
+    import asyncio
+
+    from conftest import bundle_path
+    from kingpost.config import load_config
+    from kingpost.runtime import Runtime
+    from kingpost.server import playground
+    from kingpost.server.app import App
+
+    monkeypatch.setattr(playground, "_swagger_dir", lambda: None)
+    root = bundle_path("echo")
+    app = App(Runtime(root, load_config(root)), access_log=False)
+
+    async def get(path: str) -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kingpost") as client:
+            return await client.get(path)
+
+    page = asyncio.run(get("/docs"))
+    assert page.status_code == 200 and "pip install 'kingpost[docs]'" in page.text
+    assert "http" not in page.text.lower()
+    assert asyncio.run(get("/docs/static/swagger-ui-bundle.js")).status_code == 404
