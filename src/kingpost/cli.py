@@ -140,7 +140,7 @@ def predict(directory: Path, data: str | None, file: Path | None, example: str |
 
 
 @main.command()
-@click.argument("directory", type=BUNDLE)
+@click.argument("directories", nargs=-1, required=True, type=BUNDLE)
 @click.option("--host", default=defaults.HOST, show_default=True, help="Address to bind (0.0.0.0 for all).")
 @click.option("--port", default=defaults.PORT, show_default=True, type=int, help="Port to bind (0 picks a free one).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -152,14 +152,21 @@ def predict(directory: Path, data: str | None, file: Path | None, example: str |
 @_isolated_option
 @_secrets_option
 @_errors_to_one_line
-def serve(directory: Path, host: str, port: int, workers: int | None, debug: bool, grace_period: float,
-          access_log: bool, isolated: bool, secrets_dir: Path | None) -> None:
-    """Serve the bundle over HTTP (Truss's paths) until SIGINT/SIGTERM."""
+def serve(directories: tuple[Path, ...], host: str, port: int, workers: int | None, debug: bool,
+          grace_period: float, access_log: bool, isolated: bool, secrets_dir: Path | None) -> None:
+    """Serve the bundle over HTTP (Truss's paths and the V2 protocol) until SIGINT/SIGTERM.
+
+    Several DIRECTORIES (bundles, or repositories holding bundle directories) are served side by
+    side, each under its model name: /v1/models/<name>:predict and /v2/models/<name>/infer.
+    """
     if isolated:
-        _run_isolated(directory)
+        if len(directories) > 1:
+            _fail("--isolated takes one bundle (one environment per server); serve several without it.", 2)
+        _run_isolated(directories[0])
     from kingpost.server.run import serve as run
 
-    sys.exit(run(directory, host=host, port=port, workers=workers, debug=debug, grace_period=grace_period,
+    sys.exit(run(directories[0] if len(directories) == 1 else directories, host=host, port=port, workers=workers,
+                 debug=debug, grace_period=grace_period,
                  access_log=access_log, secrets_dir=secrets_dir))
 
 

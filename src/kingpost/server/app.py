@@ -7,6 +7,9 @@
 | POST /v1/models/<name>:predict[_binary] | JSON or msgpack in and out; a streaming predict answers chunked or SSE |
 | GET /metrics                            | Prometheus text |
 | GET /openapi.json, /docs                | the API described |
+| /v2/...                                 | the Open Inference Protocol (``server/v2.py``) |
+
+With several bundles (``models``), ``<name>`` picks the model; with one, any name reaches it.
 """
 
 from __future__ import annotations
@@ -20,15 +23,19 @@ from collections.abc import Callable
 from time import perf_counter
 
 from kingpost import codecs
-from kingpost.errors import ModelLoadError, PayloadTooLargeError
+from kingpost.errors import ModelLoadError, PayloadTooLargeError, RequestError
 from kingpost.predictor.jobs import ClientGone
 from kingpost.predictor.streams import ChunkStream
 from kingpost.runtime import Runtime
 from kingpost.server import openapi
 from kingpost.server.accesslog import AccessLog
-from kingpost.server.http import METHOD_NOT_ALLOWED, NOT_FOUND, Headers, error_answer, status_of
+from kingpost.server.http import METHOD_NOT_ALLOWED, NOT_FOUND, error_answer, status_of
+from kingpost.server.http import header as _header
+from kingpost.server.http import respond as _respond
 from kingpost.server.metrics import ServerMetrics
+from kingpost.server.models import Models
 from kingpost.server.routes import Params, Route, Router
+from kingpost.server.v2 import V2
 from kingpost.types import Message, Receive, Scope, Send, State
 
 logger = logging.getLogger("kingpost.server")
@@ -45,12 +52,13 @@ class _Gone(Exception):
 
 
 class App:
-    """Serve one runtime. The model loads in the background once the server starts (lifespan)."""
+    """Serve one runtime, or several by name. Models load in the background once the server starts (lifespan)."""
 
     def __init__(self, runtime: Runtime, *, debug: bool = False, access_log: bool = True,
                  load_before_serving: bool = False, on_uvicorn: bool = False,
-                 on_load_failure: Callable[[ModelLoadError], None] | None = None) -> None:
-        """Serve ``runtime``.
+                 on_load_failure: Callable[[ModelLoadError], None] | None = None,
+                 models: Models | None = None) -> None:
+        """Serve ``runtime``; with ``models``, serve each of them under its name (``runtime`` is the first).
 
         ``on_uvicorn`` says the app runs on uvicorn (``kingpost serve``): a client's disconnect is
         then read from uvicorn's request cycle instead of a watcher task per request. Other hosts
@@ -63,14 +71,20 @@ class App:
         self.load_before_serving = load_before_serving
         self.on_load_failure = on_load_failure
         self.metrics = ServerMetrics(runtime.stats)
-        self.max_bytes = runtime.config.runtime.max_request_bytes
+        self.models = models
+        self.max_bytes = runtime.config.runtime.max_request_bytes if models is None else max(
+            r.config.runtime.max_request_bytes for r in models.runtimes.values())
         self.load_task: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():x}-"
-        self._predict_paths: set[str] = set()  # full request paths already routed to predict
+        # Full request paths already routed to predict, and the runtime each reaches.
+        self._predict_paths: dict[str, Runtime] = {}
+        if models is not None:
+            models.on_unload.append(self._forget)
         self._answered = self.metrics.answered
         self._openapi = codecs.encode_json(openapi.spec(runtime.config, runtime.bundle_dir.name))
         self._docs = openapi.DOCS_HTML.encode()
+        self.v2 = V2(self)
 
         self.router = Router(self.routes())
 
@@ -85,12 +99,25 @@ class App:
             Route("/v1/models/{model}", self._readiness, ("GET",), "readiness"),
             Route("/v1/models/{model}:predict", self._predict_route, ("POST",), "predict"),
             Route("/v1/models/{model}:predict_binary", self._predict_route, ("POST",), "predict"),
+            Route("/v2", self.v2.server_metadata, ("GET",), "v2_metadata"),
+            Route("/v2/health/live", self.v2.live, ("GET",), "v2_live"),
+            Route("/v2/health/ready", self.v2.ready, ("GET",), "v2_ready"),
+            Route("/v2/models/{model}", self.v2.model_metadata, ("GET",), "v2_model"),
+            Route("/v2/models/{model}/versions/{version}", self.v2.model_metadata, ("GET",), "v2_model"),
+            Route("/v2/models/{model}/ready", self.v2.model_ready, ("GET",), "v2_model_ready"),
+            Route("/v2/models/{model}/versions/{version}/ready", self.v2.model_ready, ("GET",), "v2_model_ready"),
+            Route("/v2/models/{model}/infer", self.v2.infer, ("POST",), "v2_infer"),
+            Route("/v2/models/{model}/versions/{version}/infer", self.v2.infer, ("POST",), "v2_infer"),
+            Route("/v2/repository/index", self.v2.repository_index, ("POST",), "v2_repository"),
+            Route("/v2/repository/models/{model}/load", self.v2.repository_load, ("POST",), "v2_repository"),
+            Route("/v2/repository/models/{model}/unload", self.v2.repository_unload, ("POST",), "v2_repository"),
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The hot path: a predict path seen before skips the route table.
-        if scope.get("path") in self._predict_paths and scope.get("method") == "POST":
-            await self._predict(scope, receive, send)
+        runtime = self._predict_paths.get(scope.get("path"))  # type: ignore[arg-type]
+        if runtime is not None and scope.get("method") == "POST":
+            await self._predict(scope, receive, send, runtime)
             return
         kind = scope["type"]
         if kind == "lifespan":
@@ -121,9 +148,29 @@ class App:
                               "other")
 
     async def _predict_route(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
-        if len(self._predict_paths) < 64:  # any model name is accepted; remember a few for the hot path
-            self._predict_paths.add(scope["path"])
-        await self._predict(scope, receive, send)
+        runtime = self.runtime
+        if self.models is not None:
+            try:
+                runtime = self.models.get(params["model"])
+            except RequestError as exc:
+                status, body, headers = error_answer(exc, "", debug=self.debug)
+                await _respond(send, status, body, _JSON, headers)
+                self.metrics.answer(status, 0.0)
+                return
+        if len(self._predict_paths) < 64:  # with one model any name reaches it; remember a few for the hot path
+            self._predict_paths[scope["path"]] = runtime
+        await self._predict(scope, receive, send, runtime)
+
+    def _forget(self, runtime: Runtime) -> None:
+        """An unloaded model's paths leave the hot path."""
+        for path in [p for p, r in self._predict_paths.items() if r is runtime]:
+            del self._predict_paths[path]
+        if runtime is self.runtime and self.models is not None and self.models.runtimes:
+            self.runtime = next(iter(self.models.runtimes.values()))  # so as not to keep the unloaded one alive
+
+    def model(self, name: str) -> Runtime:
+        """The runtime a request naming ``name`` reaches (raises ModelNotFoundError, NotReadyError)."""
+        return self.runtime if self.models is None else self.models.get(name)
 
     async def _liveness(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         await _respond(send, 200, _OK, _JSON)
@@ -143,7 +190,12 @@ class App:
         await _respond(send, status, body, _JSON)
 
     async def _readiness(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
-        runtime = self.runtime
+        try:
+            runtime = self.model(params["model"])
+        except RequestError as exc:
+            status, body, headers = error_answer(exc, "", debug=self.debug)
+            await _respond(send, status, body, _JSON, headers)
+            return
         state = runtime.state
         if state is State.READY:
             if await runtime.is_healthy():
@@ -159,7 +211,7 @@ class App:
 
     # -- predict -----------------------------------------------------------------------------------
 
-    async def _predict(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _predict(self, scope: Scope, receive: Receive, send: Send, runtime: Runtime) -> None:
         start = perf_counter()
         content_type = None
         length = -1
@@ -182,11 +234,11 @@ class App:
             if self._uvicorn:
                 cycle = receive.__self__  # type: ignore[attr-defined]
                 gone = lambda: cycle.disconnected  # noqa: E731 - asked once, before predict runs
-                result = await self.runtime.predict(model_input, gone=gone)
+                result = await runtime.predict(model_input, gone=gone)
             else:
                 watcher = _watch_disconnect(receive)
                 gone = watcher.done
-                result = await self.runtime.predict(model_input)
+                result = await runtime.predict(model_input)
                 if type(result) is not ChunkStream:
                     watcher.cancel()  # the watcher is needed while waiting and while streaming only
             if type(result) is ChunkStream:
@@ -309,13 +361,13 @@ class App:
             elif message["type"] == "lifespan.shutdown":
                 if self.access_log is not None:
                     self.access_log.flush()
-                await self.runtime.stop()
+                await (self.runtime.stop() if self.models is None else self.models.stop_all())
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _load(self) -> None:
         try:
-            await self.runtime.start()
+            await (self.runtime.start() if self.models is None else self.models.start_all())
         except ModelLoadError as exc:
             logger.error("the model failed to load: %s", exc, exc_info=exc.__cause__ or exc)
             if self.on_load_failure is not None:
@@ -335,23 +387,6 @@ def _watch_disconnect(receive: Receive) -> asyncio.Task[None]:
                 return
 
     return asyncio.get_running_loop().create_task(watch())
-
-
-async def _respond(send: Send, status: int, body: bytes, content_type: bytes, extra: Headers | None = None) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    if extra:
-        headers += extra
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    """One request header (the last, if repeated); for the rare paths, the hot one scans once itself."""
-    found = None
-    for key, value in scope["headers"]:
-        if key == name:
-            found = value
-    return found
 
 
 __all__ = ["App", "status_of"]

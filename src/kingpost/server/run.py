@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -27,35 +28,48 @@ from kingpost.config import Config, load_config
 from kingpost.errors import ModelLoadError
 from kingpost.runtime import Runtime
 from kingpost.server.app import App
+from kingpost.server.models import Found, Models, find_bundles
 
 logger = logging.getLogger("kingpost.server")
 
 
 @dataclass(frozen=True)
 class Options:
-    bundle_dir: Path
-    config: Config  # read once, here; a worker process gets it pickled
+    bundle_dir: Path  # the first (or only) bundle
+    config: Config  # its config, read once, here; a worker process gets it pickled
+    found: Found
     debug: bool
     grace_period: float
     access_log: bool
     secrets_dir: Path | None
     log_level: int
+    workers: int = 1
 
 
-def serve(bundle_dir: str | Path, *, host: str = defaults.HOST, port: int = defaults.PORT, workers: int | None = None,
-          debug: bool = False, grace_period: float = defaults.GRACE_PERIOD_S, access_log: bool = True,
-          secrets_dir: str | Path | None = None) -> int:
-    """Serve the bundle until SIGINT/SIGTERM; returns the process exit status (0 after a clean drain)."""
-    bundle_dir = Path(bundle_dir)
-    config = load_config(bundle_dir)  # a bad config fails here, before a socket is opened
-    count = workers or config.runtime.workers
-    options = Options(bundle_dir, config, debug, grace_period, access_log, Path(secrets_dir) if secrets_dir else None,
-                      logging.getLogger().getEffectiveLevel())
+def serve(bundle_dir: str | Path | Sequence[str | Path], *, host: str = defaults.HOST, port: int = defaults.PORT,
+          workers: int | None = None, debug: bool = False, grace_period: float = defaults.GRACE_PERIOD_S,
+          access_log: bool = True, secrets_dir: str | Path | None = None) -> int:
+    """Serve the bundle (or several: bundle directories and repositories of them) until SIGINT/SIGTERM.
+
+    Returns the process exit status (0 after a clean drain).
+    """
+    given = [bundle_dir] if isinstance(bundle_dir, (str, Path)) else list(bundle_dir)
+    found = find_bundles(given)  # a bad config fails here, before a socket is opened
+    configs = {name: load_config(path) for name, path in found.bundles.items()}
+    first_name, first = next(iter(found.bundles.items()))
+    config = configs[first_name]
+    count = workers or (config.runtime.workers if found.single else 1)
+    options = Options(first, config, found, debug, grace_period, access_log,
+                      Path(secrets_dir) if secrets_dir else None, logging.getLogger().getEffectiveLevel(), count)
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
-    print(f"kingpost: serving {config.model_name or bundle_dir.resolve().name} on http://{bound_host}:{bound_port} "
-          f"({count} worker{'s' if count > 1 else ''}); predict: POST /v1/models/model:predict",
-          file=sys.stderr, flush=True)
+    plural = "s" if count > 1 else ""
+    if found.single:
+        what, where = config.model_name or first.resolve().name, "/v1/models/model:predict"
+    else:
+        what, where = f"{len(configs)} models ({', '.join(configs)})", "/v1/models/<name>:predict"
+    print(f"kingpost: serving {what} on http://{bound_host}:{bound_port} ({count} worker{plural}); "
+          f"predict: POST {where}, V2: POST /v2/models/<name>/infer", file=sys.stderr, flush=True)
     if count == 1:
         return _serve_socket(sock, options, load_before_serving=False)
     return _supervise(sock, count, options)
@@ -75,7 +89,10 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
     # Python hands the GIL to a waiting thread only every switch interval (5 ms by default). A
     # predict thread that wakes while the event loop is busy would idle the model that long.
     sys.setswitchinterval(float(os.environ.get("KINGPOST_SWITCH_INTERVAL", defaults.SWITCH_INTERVAL_S)))
-    runtime = Runtime(options.bundle_dir, options.config, secrets_dir=options.secrets_dir)
+    models = None if options.found.single else Models(options.found, secrets_dir=options.secrets_dir,
+                                                       workers=options.workers)
+    runtime = (Runtime(options.bundle_dir, options.config, secrets_dir=options.secrets_dir)
+               if models is None else next(iter(models.runtimes.values())))
     status = {"code": 0}
     server: _Server | None = None
 
@@ -86,7 +103,7 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
             server.should_exit = True
 
     app = App(runtime, debug=options.debug, access_log=options.access_log, on_uvicorn=True,
-              load_before_serving=load_before_serving, on_load_failure=on_load_failure)
+              load_before_serving=load_before_serving, on_load_failure=on_load_failure, models=models)
     config = uvicorn.Config(app, lifespan="on", access_log=False, log_config=None, server_header=False,
                             timeout_keep_alive=defaults.KEEP_ALIVE_S,
                             timeout_graceful_shutdown=options.grace_period)  # type: ignore[arg-type]  # a float works
