@@ -213,11 +213,12 @@ def check(directory: Path) -> None:
 
 
 @main.command()
-@click.argument("directory", type=BUNDLE)
+@click.argument("directories", nargs=-1, required=True, type=BUNDLE, metavar="DIRECTORY")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @_errors_to_one_line
-def context(directory: Path, out: Path) -> None:
+def context(directories: tuple[Path, ...], out: Path) -> None:
     """Write a deterministic container build context (Dockerfile and all) for the bundle to OUT."""
+    directory = _one_bundle("context", directories)
     from kingpost.container.context import write_context
 
     write_context(directory, out)
@@ -250,7 +251,7 @@ def env(directory: Path, rebuild: bool, clear: bool) -> None:
 
 
 @main.command()
-@click.argument("directory", type=BUNDLE)
+@click.argument("directories", nargs=-1, required=True, type=BUNDLE, metavar="DIRECTORY")
 @click.option("--replicas", type=click.IntRange(min=1), default=None, help="Fixed number of replicas.")
 @click.option("--autoscale", default=None, metavar="MIN:MAX", help="Autoscale between MIN and MAX replicas.")
 @click.option("--address", default=None, help="Address of a running Ray cluster (default: start a local one).")
@@ -262,9 +263,10 @@ def env(directory: Path, rebuild: bool, clear: bool) -> None:
               help="Seconds to wait for the cluster and the replicas to come up.")
 @_secrets_option
 @_errors_to_one_line
-def ray(directory: Path, replicas: int | None, autoscale: str | None, address: str | None, host: str,
+def ray(directories: tuple[Path, ...], replicas: int | None, autoscale: str | None, address: str | None, host: str,
         port: int, ship: bool | None, timeout_s: float | None, secrets_dir: Path | None) -> None:
     """Deploy the bundle on Ray Serve and run until SIGINT/SIGTERM."""
+    directory = _one_bundle("ray", directories)
     if replicas is not None and autoscale is not None:
         _fail("give either --replicas or --autoscale, not both.", 2)
     from kingpost.deploy.ray import main as ray_main
@@ -272,6 +274,14 @@ def ray(directory: Path, replicas: int | None, autoscale: str | None, address: s
     extra: dict[str, Any] = {} if timeout_s is None else {"timeout_s": timeout_s}
     sys.exit(ray_main(directory, replicas=replicas, autoscale=autoscale, address=address, host=host, port=port,
                       ship=ship, secrets_dir=secrets_dir, echo=lambda m: click.echo(m, err=True), **extra))
+
+
+def _one_bundle(command: str, directories: tuple[Path, ...]) -> Path:
+    """The one bundle of a command that takes one (several are served together by ``kingpost serve``)."""
+    if len(directories) > 1:
+        _fail(f"kingpost {command} takes one bundle directory, found {len(directories)}; serve several "
+              f"together with 'kingpost serve {' '.join(map(str, directories))}'.", 2)
+    return directories[0]
 
 
 def _run_isolated(directory: Path) -> None:

@@ -104,6 +104,7 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
 
     app = App(runtime, debug=options.debug, access_log=options.access_log, on_uvicorn=True,
               load_before_serving=load_before_serving, on_load_failure=on_load_failure, models=models)
+    del runtime, models  # the app holds them: an unloaded model must not stay alive in this frame
     config = uvicorn.Config(app, lifespan="on", access_log=False, log_config=None, server_header=False,
                             timeout_keep_alive=defaults.KEEP_ALIVE_S,
                             timeout_graceful_shutdown=options.grace_period)  # type: ignore[arg-type]  # a float works
