@@ -150,6 +150,8 @@ def test_a_bundle_that_fails_to_load_by_repository_is_a_400_and_the_server_keeps
     (["serve", "{echo}", "{empty}"], "expected a bundle directory (with config.yaml) or a repository"),
     (["ray", "{echo}", "{echo_copy}"], "kingpost ray takes one bundle directory, found 2"),
     (["context", "{echo}", "{echo_copy}", "{empty}/out"], "kingpost context takes one bundle directory, found 2"),
+    (["image", "{echo}", "{echo_copy}"], "kingpost image takes one bundle directory, found 2"),
+    (["serve", "--isolated", "{echo}", "{echo_copy}"], "--isolated takes one bundle"),
 ])
 def test_commands_say_in_one_sentence_what_they_take(tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "empty").mkdir()

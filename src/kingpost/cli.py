@@ -226,13 +226,14 @@ def context(directories: tuple[Path, ...], out: Path) -> None:
 
 
 @main.command()
-@click.argument("directory", type=BUNDLE)
+@click.argument("directories", nargs=-1, required=True, type=BUNDLE, metavar="DIRECTORY")
 @click.option("-t", "--tag", default=None, help="Image name and tag (default: kingpost-<model_name>:latest).")
 @click.option("--context-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to write the build context (default: a temporary directory).")
 @_errors_to_one_line
-def image(directory: Path, tag: str | None, context_dir: Path | None) -> None:
+def image(directories: tuple[Path, ...], tag: str | None, context_dir: Path | None) -> None:
     """Build a container image with the engine found (docker, else podman or buildah)."""
+    directory = _one_bundle("image", directories)
     from kingpost.container.image import build_image
 
     click.echo(f"Built image {build_image(directory, tag=tag, context_dir=context_dir)}")

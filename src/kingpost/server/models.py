@@ -182,6 +182,8 @@ class Models:
         self.runtimes.pop(name, None)
         for forget in self.on_unload:
             forget(runtime)
+        if runtime.state is State.READY:  # a request that found it just before it left routing is refused
+            runtime.state, runtime.failure = State.FAILED, f"model {name!r} was unloaded"
         deadline = time.monotonic() + DRAIN_S
         while runtime.stats.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
