@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -210,3 +211,34 @@ def test_the_same_payload_over_v1_and_v2_gives_the_same_answer(serve: Callable[.
             client.infer("linear", [wrong])
     finally:
         client.close()
+
+
+def test_v2_infers_share_the_runtimes_batching_and_limits(serve: Callable[..., Server],
+                                                         copy_bundle: Callable[..., Path]) -> None:
+    bundle = copy_bundle("echo", runtime={"batching": {"max_batch_size": 8, "max_wait_ms": 50},
+                                          "max_request_bytes": 4096})
+    server = serve(bundle)
+    count = 16
+    answers: dict[int, list[float]] = {}
+
+    def infer(i: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            body = {"id": str(i), "inputs": [{"name": "x", "shape": [2], "datatype": "FP64", "data": [i, -i]}]}
+            answer = client.post("/v2/models/echo/infer", json=body).json()
+            assert answer["id"] == str(i)
+            answers[i] = answer["outputs"][0]["data"]
+
+    threads = [threading.Thread(target=infer, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert answers == {i: [float(i), float(-i)] for i in range(count)}  # each its own item of a batch
+    metrics = httpx.get(server.url + "/metrics").text
+    batches = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
+               if line.startswith("kingpost_batch_size_")}
+    assert batches["kingpost_batch_size_sum"] == count and batches["kingpost_batch_size_count"] < count
+
+    big = {"inputs": [{"name": "x", "shape": [2000], "datatype": "FP64", "data": [0.5] * 2000}]}
+    answer = httpx.post(server.url + "/v2/models/echo/infer", json=big, timeout=30)
+    assert answer.status_code == 413 and "max_request_bytes" in answer.json()["error"]
