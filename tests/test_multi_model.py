@@ -86,6 +86,12 @@ def test_names_route_and_unknown_names_are_404(serve: Callable[..., Server]) -> 
     wait_ready(server)
     assert httpx.post(server.url + "/v1/models/twin-a:predict", json=1).json() == "twin a"
     assert httpx.get(server.url + "/v1/models/echo").status_code == 200
+    for _ in range(2):
+        assert httpx.post(server.url + "/v1/models/echo:predict", json=[0]).json() == [0]
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'kingpost_model_predictions_total{model="twin-a"} 1' in metrics
+    assert 'kingpost_model_predictions_total{model="echo"} 2' in metrics
+    assert 'kingpost_model_ready{model="echo"} 1' in metrics
     for method, path in (("POST", "/v1/models/model:predict"), ("GET", "/v1/models/model"),
                          ("POST", "/v2/models/nope/infer"), ("GET", "/v2/models/nope")):
         answer = httpx.request(method, server.url + path, json=1)
@@ -163,3 +169,13 @@ def test_commands_say_in_one_sentence_what_they_take(tmp_path: Path, args: list[
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+def test_several_models_on_two_workers_serve_and_refuse_repository_changes(serve: Callable[..., Server]) -> None:
+    server = serve(bundle_path("echo"), str(bundle_path("twin_a")), "--workers", "2", wait="live")
+    wait_ready(server)
+    assert "(2 workers)" in server.stderr()
+    assert httpx.post(server.url + "/v1/models/twin-a:predict", json=1).json() == "twin a"
+    assert httpx.post(server.url + "/v1/models/echo:predict", json=[2]).json() == [2]
+    refused = httpx.post(server.url + "/v2/repository/models/echo/unload")
+    assert refused.status_code == 400 and "with 2 workers" in refused.json()["error"]

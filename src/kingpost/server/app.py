@@ -176,8 +176,10 @@ class App:
         await _respond(send, 200, _OK, _JSON)
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
-        await _respond(send, 200, self.metrics.render(waiting=self.runtime.waiting),
-                       b"text/plain; version=0.0.4; charset=utf-8")
+        body = self.metrics.render(waiting=self.runtime.waiting)
+        if self.models is not None:
+            body += self.models.metrics()
+        await _respond(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
 
     async def _openapi_json(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         await _respond(send, 200, self._openapi, _JSON)

@@ -136,6 +136,29 @@ class Models:
             out.append({"name": name, "version": "1", "state": state, "reason": reason})
         return out
 
+    def metrics(self) -> bytes:
+        """Prometheus lines for each loaded model, labelled ``model="<name>"``."""
+        series = (
+            ("kingpost_model_ready", "gauge", "1 when the model is loaded and ready.",
+             lambda r: int(r.state is State.READY)),
+            ("kingpost_model_in_flight", "gauge", "Requests inside the model's runtime.", lambda r: r.stats.in_flight),
+            ("kingpost_model_queue_depth", "gauge", "Requests waiting for the model's predict slot.",
+             lambda r: r.waiting),
+            ("kingpost_model_predicting", "gauge", "Items inside the model's predict now.",
+             lambda r: r.stats.predicting),
+            ("kingpost_model_predictions_total", "counter", "Items the model's predict finished.",
+             lambda r: r.stats.stages["predict"].count),
+            ("kingpost_model_rejected_total", "counter", "Requests refused because the model's queue was full.",
+             lambda r: r.stats.rejected),
+            ("kingpost_model_timeouts_total", "counter", "Requests past the model's request_timeout_s.",
+             lambda r: r.stats.timed_out),
+        )
+        lines: list[str] = []
+        for name, kind, help_, value in series:
+            lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
+            lines += [f'{name}{{model="{model}"}} {value(runtime)}' for model, runtime in self.runtimes.items()]
+        return ("\n".join(lines) + "\n").encode()
+
     def rescan(self) -> None:
         for repository in self.repositories:
             for path in _repository(repository):
