@@ -97,6 +97,7 @@ def test_health_metadata_and_readiness_over_the_protocol(spec_server: Server) ->
     assert [o["name"] for o in meta["outputs"]] == ["output0", "output1"]
     assert httpx.get(url + "/v2/models/mymodel/versions/1").json() == meta
     assert httpx.get(url + "/v2/models/mymodel/ready").status_code == 200
+    assert "/v2/models/{model_name}/infer" in httpx.get(url + "/openapi.json").json()["paths"]
     missing = httpx.get(url + "/v2/models/mymodel/versions/7")
     assert missing.status_code == 404 and "one version" in missing.json()["error"]
 

@@ -35,7 +35,7 @@ from kingpost.server.http import respond as _respond
 from kingpost.server.metrics import ServerMetrics
 from kingpost.server.models import Models
 from kingpost.server.routes import Params, Route, Router
-from kingpost.server.v2 import V2
+from kingpost.server.v2 import V2, v2_openapi
 from kingpost.types import Message, Receive, Scope, Send, State
 
 logger = logging.getLogger("kingpost.server")
@@ -82,7 +82,7 @@ class App:
         if models is not None:
             models.on_unload.append(self._forget)
         self._answered = self.metrics.answered
-        self._openapi = codecs.encode_json(openapi.spec(runtime.config, runtime.bundle_dir.name))
+        self._openapi = codecs.encode_json(v2_openapi(openapi.spec(runtime.config, runtime.bundle_dir.name)))
         self._docs = openapi.DOCS_HTML.encode()
         self.v2 = V2(self)
 

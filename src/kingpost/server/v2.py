@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from kingpost import __version__, codecs, codecs_v2
 from kingpost.errors import InputError, ModelError, ModelLoadError, ModelNotFoundError, RequestError
-from kingpost.predictor import ChunkStream
+from kingpost.predictor.streams import ChunkStream
 from kingpost.server.http import JSON, error_answer, header, respond
 from kingpost.server.routes import Params
 from kingpost.types import Receive, Scope, Send, State
@@ -192,3 +192,30 @@ class V2:
 
 def _tensor(t: Any) -> dict[str, Any]:
     return {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+
+
+def v2_openapi(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` (the app's OpenAPI description) with the V2 paths added."""
+    name = {"name": "model_name", "in": "path", "required": True, "schema": {"type": "string"}}
+
+    def op(summary: str, description: str, method: str = "get", params: bool = True) -> dict[str, Any]:
+        body: dict[str, Any] = {"summary": summary, "description": description,
+                                "responses": {"200": {"description": "OK"}}}
+        if params:
+            body["parameters"] = [name]
+        return {method: body}
+
+    paths = {
+        "/v2/health/live": op("V2 liveness", "200 while the process is up.", params=False),
+        "/v2/health/ready": op("V2 readiness", "200 when every model is ready, else 400.", params=False),
+        "/v2": op("V2 server metadata", "Name, version and extensions.", params=False),
+        "/v2/models/{model_name}": op("V2 model metadata", "Inputs and outputs from config.yaml's signature."),
+        "/v2/models/{model_name}/ready": op("V2 model readiness", "200 ready, 400 not ready."),
+        "/v2/models/{model_name}/infer": op(
+            "V2 infer", "Open Inference Protocol tensors in and out: JSON, or a JSON header followed by binary "
+            "tensors (Inference-Header-Content-Length).", "post"),
+        "/v2/repository/index": op("V2 repository index", "Every model and its state.", "post", params=False),
+        "/v2/repository/models/{model_name}/load": op("V2 load a model", "Several bundles only.", "post"),
+        "/v2/repository/models/{model_name}/unload": op("V2 unload a model", "Several bundles only.", "post"),
+    }
+    return {**spec, "paths": {**spec["paths"], **paths}}
