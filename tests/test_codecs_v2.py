@@ -164,5 +164,7 @@ def test_outputs_that_are_not_tensors_are_a_model_error() -> None:
     req = codecs_v2.InferRequest(None, {}, None, False)
     with pytest.raises(ModelError, match="'out' cannot be sent as a V2 tensor"):
         codecs_v2.encode_response({"out": [{"nested": 1}]}, req, "m", None)
+    with pytest.raises(ModelError, match="it is None"):
+        codecs_v2.encode_response(None, req, "m", None)
     with pytest.raises(InputError, match="not UTF-8"):
         codecs_v2.encode_response({"out": b"\xff"}, req, "m", None)

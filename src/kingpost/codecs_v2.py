@@ -306,6 +306,8 @@ def _named(output: Any, signature: Signature | None) -> dict[str, Any]:
 
 def _to_array(name: str, value: Any, declared: str | None) -> tuple[Any, str]:
     np = _np()
+    if value is None:
+        raise _bad_output(name, "it is None")
     if isinstance(value, (str, bytes)):
         value = [value]
         array = np.empty(1, dtype=object)
