@@ -4,7 +4,7 @@ bench/.venvs/truss         the truss CLI (builds contexts)
 bench/.venvs/truss-server  Truss's model server requirements, as its Dockerfile installs them
 bench/.venvs/litserve      litserve (uvicorn[standard] brings uvloop and httptools), numpy
 bench/.venvs/mlserver      Seldon MLServer 1.x, for the v2 case
-kingpost and the bare ASGI apps run from the dev venv (/work/main/.venv), which also needs wrk on
+kingpost and the bare ASGI apps run from the dev venv (the one kingpost is installed in), which also needs wrk on
 PATH (Debian: apt-get install wrk).
 """
 

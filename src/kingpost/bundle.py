@@ -15,7 +15,7 @@ from kingpost.errors import BundleError
 from kingpost.loader import require_model_file
 from kingpost.predictor.streams import ChunkStream
 from kingpost.runtime import Runtime
-from kingpost.types import State
+from kingpost.types import State, Stream
 
 
 class Bundle:
@@ -117,7 +117,7 @@ _LOOP = LoopThread()
 class Chunks(Iterator[Any]):
     """The chunks of a streaming predict, for sync callers; ``close()`` abandons the rest."""
 
-    def __init__(self, stream: ChunkStream) -> None:
+    def __init__(self, stream: Stream) -> None:
         self._stream = stream
         self._closed = False
 

@@ -61,10 +61,6 @@ class ElasticPool:
             with self._lock:
                 self._idle += 1
 
-    @property
-    def size(self) -> int:
-        return len(self._threads)
-
     def shutdown(self) -> None:
         for _ in self._threads:
             self._queue.put(_STOP)

@@ -131,7 +131,7 @@ def current_python_version() -> str:
 
 
 def load_config(bundle_dir: str | Path) -> Config:
-    """Read and validate ``<bundle_dir>/config.yaml`` (a missing file is a BundleError)."""
+    """Read and validate ``<bundle_dir>/config.yaml`` (a missing file is a ConfigError too)."""
     path = Path(bundle_dir) / CONFIG_FILENAME
     if not path.is_file():
         raise ConfigError(path, "", "a config.yaml in the bundle directory", "<no such file>")

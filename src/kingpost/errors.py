@@ -12,6 +12,7 @@
     │   ├── ModelNotFoundError . the server serves no model by the name asked for
     │   ├── QueueFullError ..... too many requests are waiting for predict
     │   ├── DeadlineExceeded ... the request ran past runtime.request_timeout_s
+    │   ├── ClientGone ......... the caller went away before its answer; nothing is sent
     │   └── ModelError ......... a user hook raised; `.stage` names which one
     └── PackagingError ......... an environment, build context, image or deployment could not be made
 
@@ -88,6 +89,10 @@ class QueueFullError(RequestError):
 
 class DeadlineExceeded(RequestError):
     """The request ran past ``runtime.request_timeout_s`` (time spent queued included)."""
+
+
+class ClientGone(RequestError):
+    """The caller went away (before predict started, or while its body was read); the request was dropped."""
 
 
 class ModelError(RequestError):

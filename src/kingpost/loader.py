@@ -26,10 +26,9 @@ from typing import Any
 from kingpost.config import Config
 from kingpost.errors import BundleError, ConfigError, MissingRequirementError, ModelLoadError, describe
 from kingpost.requirements import requirement_import_name, requirement_lines
-from kingpost.types import Hook, HookKind
+from kingpost.types import Hook, HookKind, Secrets
 
 HOOK_NAMES = ("load", "preprocess", "predict", "postprocess", "is_healthy")
-INIT_KWARGS = ("config", "data_dir", "secrets", "environment")
 _IMPORT_LOCK = threading.Lock()
 _CONTESTED = ""
 _ALIAS_OWNERS: dict[str, str] = {}  # "model" -> the package of the bundle that keeps the name
@@ -109,7 +108,7 @@ def hook_kind(fn: Any) -> HookKind:
     return HookKind.SYNC
 
 
-def construct(spec: ModelSpec, bundle_dir: Path, config: Config, secrets: Mapping[str, str | None]) -> ModelHooks:
+def construct(spec: ModelSpec, bundle_dir: Path, config: Config, secrets: Secrets) -> ModelHooks:
     """Build the Model, passing only the keyword arguments its ``__init__`` declares."""
     available: dict[str, Any] = {
         "config": dict(config.raw),

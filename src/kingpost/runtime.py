@@ -14,7 +14,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +36,9 @@ from kingpost.predictor.task_predictor import TaskPredictor
 from kingpost.predictor.thread_predictor import ThreadPredictor
 from kingpost.secrets import SecretStore
 from kingpost.stats import RuntimeStats
-from kingpost.types import HookKind, State
+from kingpost.types import HookKind, Stage, State
 
 logger = logging.getLogger(__name__)
-
-Stage = Callable[[Any], Awaitable[Any]]
 
 
 class Runtime:

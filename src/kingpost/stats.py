@@ -7,7 +7,6 @@ race is an acceptable price for keeping locks off the request path.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import Counter
 from dataclasses import dataclass, field
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -42,7 +41,6 @@ class RuntimeStats:
         default_factory=lambda: {s: Histogram(LATENCY_BUCKETS) for s in ("preprocess", "predict", "postprocess")}
     )
     batch_sizes: Histogram = field(default_factory=lambda: Histogram(BATCH_BUCKETS))
-    errors: Counter[str] = field(default_factory=Counter)  # stage or reason -> count
     rejected: int = 0  # queue full
     timed_out: int = 0
     in_flight: int = 0  # requests inside the runtime

@@ -1,4 +1,5 @@
-"""The core shapes of kingpost, named once."""
+"""The core shapes of kingpost, named once: what a hook is, how it runs, a runtime's life, a
+stream, and the ASGI contract every route family sees."""
 
 from __future__ import annotations
 
@@ -6,26 +7,17 @@ import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
-JSONValue = Any
-"""Whatever a hook takes or returns: JSON-like data, numpy arrays, bytes, ..."""
-
-ModelInput = Any
-ModelOutput = Any
-Chunk = str | bytes
-
 Hook = Callable[[Any], Any]
 """A user hook as found on the Model instance (sync or async, plain or generator)."""
 
-AsyncHook = Callable[[Any], Awaitable[Any]]
-"""A hook after the runtime has wrapped it: always awaited on the event loop."""
+Stage = Callable[[Any], Awaitable[Any]]
+"""A pre/post hook as the runtime calls it on a request: always awaited on the event loop."""
 
 Secrets = Mapping[str, str | None]
+"""What a Model's ``secrets`` kwarg is: name -> value (None when not set anywhere)."""
 
-# The ASGI contract, as the server and every route family see it.
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+Echo = Callable[[str], None]
+"""Where a long operation (an environment build, a deployment) reports progress: one line a call."""
 
 
 class HookKind(enum.Enum):
@@ -51,8 +43,24 @@ class State(enum.Enum):
 
 
 class Stream(Protocol):
-    """The output of a streaming predict: an async iterator that can be closed early."""
+    """The output of a streaming predict (``kingpost.predictor.streams.ChunkStream``): an async
+    iterator of chunks that can be closed early, which frees the predict slot."""
 
     def __aiter__(self) -> AsyncIterator[Any]: ...
 
+    async def __anext__(self) -> Any: ...
+
     async def aclose(self) -> None: ...
+
+
+# The ASGI contract, as the server and every route family see it.
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+"""Response headers as ASGI sends them: lower-case names and values, as bytes."""
+Params = Mapping[str, str]
+"""A route's path parameters: ``{model}`` in ``/v1/models/{model}``."""
+Endpoint = Callable[[Scope, Receive, Send, Params], Awaitable[None]]
+"""A route's endpoint: the ASGI triple plus the path's parameters."""

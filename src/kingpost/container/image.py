@@ -18,8 +18,6 @@ from kingpost.config import load_config
 from kingpost.container.context import write_context
 from kingpost.errors import PackagingError
 
-ENGINES = ("docker", "podman", "buildah")
-
 
 def build_image(bundle_dir: Path, *, tag: str | None, context_dir: Path | None) -> str:
     """Build the bundle's image and return its tag (default ``kingpost-<model_name>:latest``).

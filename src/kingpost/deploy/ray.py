@@ -23,7 +23,7 @@ import signal
 import sys
 import threading
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from kingpost.config import Config, load_config
 from kingpost.deploy import _ray_cluster as cluster
 from kingpost.deploy._ray_options import deployment_options, parse_autoscale
 from kingpost.errors import ConfigError, PackagingError, describe
+from kingpost.types import Echo
 
 if TYPE_CHECKING:
     from ray.serve import Application
@@ -188,7 +189,7 @@ def main(
     ship: bool | None = None,
     secrets_dir: str | Path | None = None,
     timeout_s: float = defaults.RAY_TIMEOUT_S,
-    echo: Callable[[str], None] | None = None,
+    echo: Echo | None = None,
 ) -> int:
     """``kingpost ray``: deploy, say where, serve until SIGINT/SIGTERM, then stop. Returns the exit status.
 

@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,9 @@ from typing import Any
 from kingpost.errors import PackagingError
 from kingpost.isolated._install import create_venv, failure, find_installer, install_command, run_install
 from kingpost.isolated._python import Interpreter
+from kingpost.types import Echo
 
 MARKER = "kingpost-env.json"
-Echo = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from kingpost.errors import PackagingError
 from kingpost.requirements import requirement_name
+from kingpost.types import Echo
 
 # Installer lines worth showing while a build runs (the rest goes to the log of a failed build).
 _PROGRESS = re.compile(r"^\s*(Resolved|Prepared|Installed|Built|Downloading|Collecting|Successfully installed)\b")
@@ -85,7 +86,7 @@ def install_command(installer: Installer, python: Path, args: Sequence[str]) -> 
     return [*installer.command, "pip", "install", "--python", str(python), *_uv_options(config), *args], env
 
 
-def run_install(command: list[str], env: dict[str, str], *, cwd: Path, echo: Callable[[str], None],
+def run_install(command: list[str], env: dict[str, str], *, cwd: Path, echo: Echo,
                 started: float) -> tuple[int, str]:
     """Run the installer, echoing its progress lines and a heartbeat; return (status, output)."""
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -23,9 +23,10 @@ from urllib.request import url2pathname
 
 from kingpost.config import load_config
 from kingpost.errors import PackagingError
-from kingpost.isolated._cache import Echo, Environment, cache_root, ensure, read_marker, remove, state
+from kingpost.isolated._cache import Environment, cache_root, ensure, read_marker, remove, state
 from kingpost.isolated._python import find_interpreter, installed_interpreters
 from kingpost.requirements import requirement_lines
+from kingpost.types import Echo
 
 __all__ = ["Environment", "ensure", "env_command", "environment", "run_isolated", "state"]
 

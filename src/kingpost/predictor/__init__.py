@@ -1,6 +1,6 @@
 """The predict lock: ``predict_concurrency`` slots, each a worker pulling jobs from one queue.
 
-    jobs.py              Job, ClientGone, and the queue base both predictors share (admission, liveness)
+    jobs.py              Job, and the queue base both predictors share (admission, liveness)
     batching.py          checking a batched predict's output and handing each job its own item
     streams.py           ChunkStream: the output of a streaming predict, read with ``async for``
     thread_predictor.py  a sync predict on dedicated threads (one per slot), or on the loop while faster

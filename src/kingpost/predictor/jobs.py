@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kingpost.config import Batching
-from kingpost.errors import DeadlineExceeded, QueueFullError
+from kingpost.errors import ClientGone, DeadlineExceeded, QueueFullError
 from kingpost.hooks import Hook
 
 QUEUE: Any = object()
@@ -30,10 +30,6 @@ class Job:
         self.gone = gone  # the front door's "has the client gone away?", asked before predict runs
         self.cancelled = False
         self.enqueued = 0.0
-
-
-class ClientGone(Exception):
-    """The caller went away before predict started; the request was dropped."""
 
 
 class Predictor:

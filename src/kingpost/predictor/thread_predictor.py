@@ -11,9 +11,9 @@ from types import GeneratorType
 from typing import Any
 
 from kingpost.concurrency import reject, resolve
-from kingpost.errors import KingpostError
+from kingpost.errors import ClientGone, KingpostError
 from kingpost.predictor.batching import batch_inputs, hand_out, window
-from kingpost.predictor.jobs import QUEUE, ClientGone, Job, Predictor
+from kingpost.predictor.jobs import QUEUE, Job, Predictor
 from kingpost.predictor.streams import END, ChunkStream, Failure
 
 _STOP = object()

@@ -23,8 +23,7 @@ from collections.abc import Callable
 from time import perf_counter
 
 from kingpost import codecs
-from kingpost.errors import ModelLoadError, PayloadTooLargeError, RequestError
-from kingpost.predictor.jobs import ClientGone
+from kingpost.errors import ClientGone, KingpostError, ModelLoadError, NotReadyError, PayloadTooLargeError, RequestError
 from kingpost.predictor.streams import ChunkStream
 from kingpost.runtime import Runtime
 from kingpost.server import openapi
@@ -34,9 +33,9 @@ from kingpost.server.http import header as _header
 from kingpost.server.http import respond as _respond
 from kingpost.server.metrics import ServerMetrics
 from kingpost.server.models import Models
-from kingpost.server.routes import Params, Route, Router
+from kingpost.server.routes import Route, Router
 from kingpost.server.v2 import V2, v2_openapi
-from kingpost.types import Message, Receive, Scope, Send, State
+from kingpost.types import Headers, Message, Params, Receive, Scope, Send, State, Stream
 
 logger = logging.getLogger("kingpost.server")
 
@@ -44,11 +43,6 @@ _JSON = b"application/json"
 _MSGPACK = b"application/msgpack"
 _OCTET = b"application/octet-stream"
 _OK = b'{"status":"ok"}'
-_SHUTTING_DOWN = b'{"error":"the server is shutting down and stopped this request; retry."}'
-
-
-class _Gone(Exception):
-    """The client went away; nothing is sent."""
 
 
 class App:
@@ -199,17 +193,17 @@ class App:
             await _respond(send, status, body, _JSON, headers)
             return
         state = runtime.state
+        if state is State.READY and await runtime.is_healthy():
+            await _respond(send, 200, codecs.encode_json({"name": runtime.name, "ready": True}), _JSON)
+            return
+        not_ready: KingpostError
         if state is State.READY:
-            if await runtime.is_healthy():
-                await _respond(send, 200, codecs.encode_json({"name": runtime.name, "ready": True}), _JSON)
-            else:
-                await _respond(send, 503, b'{"error":"the model reports it is unhealthy."}', _JSON,
-                               [(b"retry-after", b"1")])
+            not_ready = NotReadyError("the model reports it is unhealthy.")
         elif state is State.FAILED:
-            await _respond(send, 500, codecs.encode_json({"error": f"the model failed to load: {runtime.failure}"}),
-                           _JSON)
+            not_ready = ModelLoadError(f"the model failed to load: {runtime.failure}")
         else:
-            await _respond(send, 503, b'{"error":"the model is loading."}', _JSON, [(b"retry-after", b"1")])
+            not_ready = NotReadyError("the model is loading.")
+        await _respond(send, *_answer(not_ready))
 
     # -- predict -----------------------------------------------------------------------------------
 
@@ -255,14 +249,14 @@ class App:
                 await send({"type": "http.response.start", "status": 200,
                             "headers": [(b"content-type", _JSON), (b"content-length", str(len(out)).encode())]})
                 await send({"type": "http.response.body", "body": out})
-        except (_Gone, ClientGone):
-            status = 499
+        except ClientGone as exc:
+            status = status_of(exc)
         except asyncio.CancelledError:
             if watcher is not None and watcher.done() and not watcher.cancelled():
-                status = 499  # the watcher cancelled us: the client disconnected
+                status = status_of(ClientGone())  # the watcher cancelled us: the client disconnected
             else:  # the server gave up on us (past --grace-period): say so in JSON, then stop
                 with contextlib.suppress(Exception):
-                    await _respond(send, 503, _SHUTTING_DOWN, _JSON, [(b"retry-after", b"1")])
+                    await _respond(send, *_answer(_SHUTTING_DOWN))
                 raise
         except Exception as exc:  # noqa: BLE001 - every error becomes an answer; the server keeps serving
             given_id = _header(scope, b"x-request-id")
@@ -289,7 +283,7 @@ class App:
         if length > limit:
             raise PayloadTooLargeError(self._too_large(length))
         if message["type"] == "http.disconnect":
-            raise _Gone
+            raise ClientGone
         body: bytes = message.get("body", b"")
         if len(body) > limit:  # a chunked upload (no Content-Length) can arrive whole in one message
             raise PayloadTooLargeError(self._too_large(len(body), more=message.get("more_body", False)))
@@ -300,7 +294,7 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise _Gone
+                raise ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -313,7 +307,7 @@ class App:
         found = f"more than {size}" if more else str(size)
         return (f"the request body is {found} bytes; runtime.max_request_bytes allows {self.max_bytes}.")
 
-    async def _stream(self, send: Send, stream: ChunkStream, accept: bytes | None, gone: Callable[[], bool]) -> None:
+    async def _stream(self, send: Send, stream: Stream, accept: bytes | None, gone: Callable[[], bool]) -> None:
         """Answer a streaming predict: chunked by default, SSE on request, gathered for plain JSON."""
         try:
             if accept is not None and accept.strip().lower() == _JSON:
@@ -391,4 +385,13 @@ def _watch_disconnect(receive: Receive) -> asyncio.Task[None]:
     return asyncio.get_running_loop().create_task(watch())
 
 
-__all__ = ["App", "status_of"]
+_SHUTTING_DOWN = NotReadyError("the server is shutting down and stopped this request; retry.")
+
+
+def _answer(exc: KingpostError) -> tuple[int, bytes, bytes, Headers]:
+    """``_respond``'s arguments for an error that needs no request id (readiness, the shutdown)."""
+    status, body, headers = error_answer(exc, "", debug=False)
+    return status, body, _JSON, headers
+
+
+__all__ = ["App"]

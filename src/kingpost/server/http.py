@@ -6,21 +6,25 @@ import logging
 
 from kingpost.codecs import encode_json
 from kingpost.errors import (
+    ClientGone,
     DeadlineExceeded,
     InputError,
     KingpostError,
     ModelError,
+    ModelLoadError,
     ModelNotFoundError,
     NotReadyError,
     PayloadTooLargeError,
     QueueFullError,
     describe,
 )
-from kingpost.types import Scope, Send
+from kingpost.types import Headers, Scope, Send
 
 logger = logging.getLogger("kingpost.server")
 
-# Most specific first: the first matching class decides.
+# Most specific first: the first matching class decides. Readiness (NotReadyError while loading or
+# unhealthy, ModelLoadError once loading failed), a request stopped by the shutdown (NotReadyError)
+# and a client that left (ClientGone: logged as 499, nothing is sent) are answered from here too.
 STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (PayloadTooLargeError, 413),
     (InputError, 400),
@@ -28,13 +32,14 @@ STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (NotReadyError, 503),
     (QueueFullError, 503),
     (DeadlineExceeded, 504),
+    (ClientGone, 499),
     (ModelError, 500),
+    (ModelLoadError, 500),
     (KingpostError, 500),
 )
 RETRY_AFTER = (NotReadyError, QueueFullError)
 NOT_FOUND, METHOD_NOT_ALLOWED = 404, 405
 
-Headers = list[tuple[bytes, bytes]]
 JSON = b"application/json"
 
 
@@ -56,7 +61,7 @@ def error_answer(exc: BaseException, request_id: str, *, debug: bool) -> tuple[i
         logger.error("request %s: %s", request_id, exc, exc_info=cause)
         message = (f"{exc} (request {request_id})." if debug
                    else f"the model's {exc.stage} raised an exception (request {request_id}).")
-    elif status == 500:
+    elif not isinstance(exc, KingpostError):  # a bug: its text may reveal internals
         logger.error("request %s: internal error", request_id, exc_info=exc)
         message = (f"internal error: {describe(exc)} (request {request_id})." if debug
                    else f"internal error (request {request_id}).")

@@ -8,20 +8,21 @@ a 405 that lists the methods allowed (``HEAD`` comes with ``GET``).
 The ``:predict`` hot path does not come through here: the app recognises predict paths it has
 already routed once before it consults this table (see ``App.__call__``), since even a dict lookup
 plus a method check costs a measurable share of an echo request.
+
+A table of our own rather than Starlette's ``Router``: the hot path stays hand-written either way,
+and what is left needs only this; a server whose routes need no Request/Response never imports
+starlette (it is not a core dependency); websocket routes sit in the same table and the same match.
+A route family that wants Starlette's ``Request``/``Response`` builds them inside its own endpoints.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kingpost.types import Receive, Scope, Send
-
-Params = Mapping[str, str]
-Endpoint = Callable[[Scope, Receive, Send, Params], Awaitable[None]]
-"""An endpoint gets the ASGI triple plus the path's parameters."""
+from kingpost.types import Endpoint, Params
 
 _PARAM = re.compile(r"\{(\w+)(:path)?\}")
 

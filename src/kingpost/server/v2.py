@@ -21,12 +21,12 @@ import zlib
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from kingpost import __version__, codecs, codecs_v2
+from kingpost import codecs, codecs_v2
+from kingpost._version import __version__
 from kingpost.errors import InputError, ModelError, ModelLoadError, ModelNotFoundError, RequestError
 from kingpost.predictor.streams import ChunkStream
 from kingpost.server.http import JSON, error_answer, header, respond
-from kingpost.server.routes import Params
-from kingpost.types import Receive, Scope, Send, State
+from kingpost.types import Params, Receive, Scope, Send, State
 
 if TYPE_CHECKING:
     from kingpost.runtime import Runtime
