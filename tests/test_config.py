@@ -198,3 +198,34 @@ def test_examples_file_errors_are_one_sentence(tmp_path: Path) -> None:
     assert str(info.value) == (
         f"{tmp_path / 'examples.yaml'}: [1]: expected a mapping with a string 'name' and an 'input', "
         "found {'input': 2}.")
+
+
+BAD_SIGNATURES = {
+    "not a list": ("signature:\n  inputs: x\n",
+                   "signature.inputs: expected a list of {name, datatype, shape} mappings, found 'x'."),
+    "unknown datatype": ("signature:\n  inputs:\n    - {name: a, datatype: FLOAT, shape: [1]}\n",
+                         "signature.inputs[0].datatype: expected one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, "
+                         "INT16, INT32, INT64, FP16, FP32, FP64, BYTES, BF16, found 'FLOAT'."),
+    "bad size": ("signature:\n  outputs:\n    - {name: y, datatype: FP32, shape: [-2]}\n",
+                 "signature.outputs[0].shape: expected a list of sizes, each an integer >= 0 or -1 for any size, "
+                 "found [-2]."),
+    "twice": ("signature:\n  outputs:\n    - {name: y, datatype: FP32, shape: []}\n"
+              "    - {name: y, datatype: FP32, shape: []}\n",
+              "signature.outputs[1].name: expected a unique tensor name, found 'y'."),
+}
+
+
+@pytest.mark.parametrize("text, message", BAD_SIGNATURES.values(), ids=BAD_SIGNATURES.keys())
+def test_a_bad_signature_is_one_sentence(tmp_path: Path, text: str, message: str) -> None:
+    write_config(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert str(info.value) == f"{tmp_path / 'config.yaml'}: {message}"
+
+
+def test_the_signature_section_is_read() -> None:
+    signature = load_config(bundle_path("v2_linear")).signature
+    assert signature is not None
+    assert [(t.name, t.datatype, t.shape) for t in signature.inputs] == [("features", "FP32", (-1, 3))]
+    assert [t.name for t in signature.outputs] == ["prediction", "label"]
+    assert load_config(bundle_path("echo")).signature is None

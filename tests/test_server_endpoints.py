@@ -169,7 +169,7 @@ def test_small_chunked_upload_is_served(client: httpx.Client) -> None:
 # -- other routes -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/nope"), ("POST", "/v2/models/model/infer"),
+@pytest.mark.parametrize(("method", "path"), [("GET", "/nope"), ("POST", "/v3/models/model/infer"),
                                               ("GET", "/v1/models/model:explain")])
 def test_unknown_path_is_404(client: httpx.Client, method: str, path: str) -> None:
     assert_error(client.request(method, path), 404)

@@ -7,6 +7,7 @@ apps in bench/apps/ does the same work. A server with no app for a case is skipp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ class Case:
     # Ratio lines between two servers: (numerator, denominator, target or None), e.g.
     # ("kingpost-batched", "kingpost", 5.0); the target is judged at target_concurrency.
     speedups: tuple[tuple[str, str, float | None], ...] = ()
+    # What of an answer must equal `response` (None: all of it), for protocols whose answers carry
+    # server-specific extras (V2's "parameters").
+    answer_key: Callable[[Any], Any] | None = None
 
     @property
     def bundle(self) -> Path:
@@ -72,6 +76,18 @@ def _matmul_expected(x: list[float]) -> dict[str, Any]:
     logits = [sum(x[i] * ((i * j * 7919 + i * 31 + j * 17) % 4093 % 7 - 3) for i in range(len(x))) for j in range(512)]
     label = max(range(512), key=logits.__getitem__)  # the first maximum, as numpy's argmax
     return {"label": label, "score": logits[label]}
+
+
+# The v2 case: the same features as one FP32 tensor in the Open Inference Protocol's JSON.
+V2_PAYLOAD: dict[str, Any] = {
+    "id": FEATURES["id"],
+    "inputs": [{"name": "input-0", "shape": [4, 8], "datatype": "FP32",
+                "data": [x for row in FEATURES["inputs"] for x in row]}],
+}
+
+
+def _v2_outputs(answer: Any) -> Any:
+    return [{k: o[k] for k in ("name", "datatype", "shape", "data")} for o in answer["outputs"]]
 
 
 WORKERS_N = 20_000  # predict's loop length: about 2 ms of one core
@@ -115,6 +131,18 @@ CASES: dict[str, Case] = {
             servers=("kingpost", "kingpost-w2"),
             server_cores="0,1",
             speedups=(("kingpost-w2", "kingpost", None),),
+        ),
+        Case(
+            name="v2",
+            description="Open Inference Protocol: one FP32 [4, 8] tensor in JSON, decoded to numpy, echoed, "
+            "encoded back as output-0",
+            payload=V2_PAYLOAD,
+            expected=[{"name": "output-0", "datatype": "FP32", "shape": [4, 8],
+                       "data": V2_PAYLOAD["inputs"][0]["data"]}],
+            answer_key=_v2_outputs,
+            bundle_dir="echo",
+            servers=("kingpost-v2", "mlserver"),
+            speedups=(("kingpost-v2", "mlserver", 5.0),),
         ),
         # Planned: "ray" (kingpost on Ray Serve); for now bench/cases_ray.py runs on its own.
     ]

@@ -9,6 +9,7 @@ the harness skips it instead of failing (e.g. kingpost before its `serve` comman
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from . import truss_context
 from .cases import Case
-from .paths import APPS, DEV_PYTHON, REPO, venv_python
+from .paths import APPS, DEV_PYTHON, REPO, VENVS, venv_python
 
 TRUSS_PATHS = ("/v1/models/model:predict", "/v1/models/model")
 
@@ -77,7 +78,8 @@ def _bundle_check(bundle: Path) -> str | None:
     return None if (bundle / "config.yaml").is_file() else f"no bundle at {bundle}"
 
 
-def kingpost(name: str = "kingpost", extra: tuple[str, ...] = (), note: str = "") -> Server:
+def kingpost(name: str = "kingpost", extra: tuple[str, ...] = (), note: str = "",
+             paths: tuple[str, str] = TRUSS_PATHS) -> Server:
     """`kingpost serve` of the case's bundle for this server (Case.bundle_for(name))."""
 
     def launch(case: Case, port: int) -> Launch:
@@ -100,7 +102,7 @@ def kingpost(name: str = "kingpost", extra: tuple[str, ...] = (), note: str = ""
         return _kingpost_check(case) or _bundle_check(case.bundle_for(name))
 
     note = note or (f"`kingpost serve {' '.join(extra)}`" if extra else "`kingpost serve` defaults")
-    return Server(name, note, *TRUSS_PATHS, launch, check)
+    return Server(name, note, *paths, launch, check)
 
 
 # --- bare ASGI ------------------------------------------------------------------------------
@@ -185,6 +187,30 @@ def litserve(name: str = "litserve", note: str = "", extra: tuple[str, ...] = ()
     )
 
 
+# --- Seldon MLServer -------------------------------------------------------------------------
+
+V2_PATHS = ("/v2/models/echo/infer", "/v2/health/ready")
+
+
+def _mlserver_check(case: Case) -> str | None:
+    if not venv_python("mlserver").exists():
+        return "bench/.venvs/mlserver is missing; run `python bench/run.py --setup`"
+    return None if case.bundle_dir == "echo" else "MLServer has an echo runtime only (apps/mlserver/echo)"
+
+
+def _mlserver_launch(case: Case, port: int) -> Launch:
+    def free() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    # One process (parallel_workers 0, in apps/mlserver/settings.json), its defaults otherwise; its
+    # gRPC and metrics servers need ports of their own.
+    env = {"MLSERVER_HOST": "127.0.0.1", "MLSERVER_HTTP_PORT": str(port), "MLSERVER_GRPC_PORT": str(free()),
+           "MLSERVER_METRICS_PORT": str(free())}
+    return Launch([str(VENVS / "mlserver" / "bin" / "mlserver"), "start", "."], env, APPS / "mlserver")
+
+
 SERVERS: dict[str, Server] = {
     server.name: server
     for server in [
@@ -211,6 +237,9 @@ SERVERS: dict[str, Server] = {
         litserve(note="; pipeline with enable_async=True"),
         litserve("litserve-sync", "; pipeline as a plain sync LitAPI (no enable_async)"),
         litserve("litserve-zmq", "; fast_queue=True (ZeroMQ)", ("--fast-queue",), app="litserve"),
+        kingpost("kingpost-v2", note="`kingpost serve` defaults, V2 infer", paths=V2_PATHS),
+        Server("mlserver", "MLServer 1.x `mlserver start`, parallel_workers 0 (one process), defaults otherwise "
+               "(access log on)", *V2_PATHS, _mlserver_launch, _mlserver_check),
         litserve("litserve-batched", "; LitAPI(max_batch_size=32, batch_timeout=0.005) with batch/unbatch"),
     ]
 }

@@ -77,7 +77,7 @@ def start(case: Case, names: list[str], settings: Settings, logdir: Path, skippe
             t0 = time.monotonic()
             run.proc.wait_ready(run.base + run.server.ready_path, timeout=180)
             answer = post_json(run.base + run.server.predict_path, case.payload)
-            if answer != case.response:
+            if (answer if case.answer_key is None else case.answer_key(answer)) != case.response:
                 raise RuntimeError(f"answered {str(answer)[:200]!r}, expected the case's response")
             log(f"[{case.name}] {run.server.name} ready in {time.monotonic() - t0:.1f} s (pid {run.proc.pid})")
             ready.append(run)

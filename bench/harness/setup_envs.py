@@ -3,6 +3,7 @@
 bench/.venvs/truss         the truss CLI (builds contexts)
 bench/.venvs/truss-server  Truss's model server requirements, as its Dockerfile installs them
 bench/.venvs/litserve      litserve (uvicorn[standard] brings uvloop and httptools), numpy
+bench/.venvs/mlserver      Seldon MLServer 1.x, for the v2 case
 kingpost and the bare ASGI apps run from the dev venv (the one kingpost is installed in), which also needs wrk on
 PATH (Debian: apt-get install wrk).
 """
@@ -21,6 +22,7 @@ VENV_PACKAGES = {
     "truss": ["truss"],
     "truss-server": [],  # filled from each build context's requirements.txt
     "litserve": ["litserve", "numpy"],  # numpy for the batched case
+    "mlserver": ["mlserver>=1,<2"],  # the v2 case (its echo runtime: apps/mlserver/echo)
 }
 
 

@@ -140,7 +140,7 @@ def predict(directory: Path, data: str | None, file: Path | None, example: str |
 
 
 @main.command()
-@click.argument("directory", type=BUNDLE)
+@click.argument("directories", nargs=-1, required=True, type=BUNDLE)
 @click.option("--host", default=defaults.HOST, show_default=True, help="Address to bind (0.0.0.0 for all).")
 @click.option("--port", default=defaults.PORT, show_default=True, type=int, help="Port to bind (0 picks a free one).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -154,15 +154,22 @@ def predict(directory: Path, data: str | None, file: Path | None, example: str |
 @_isolated_option
 @_secrets_option
 @_errors_to_one_line
-def serve(directory: Path, host: str, port: int, workers: int | None, debug: bool, grace_period: float,
-          access_log: bool, reload: bool, isolated: bool, secrets_dir: Path | None) -> None:
-    """Serve the bundle over HTTP (Truss's paths) until SIGINT/SIGTERM."""
+def serve(directories: tuple[Path, ...], host: str, port: int, workers: int | None, debug: bool,
+          grace_period: float, access_log: bool, reload: bool, isolated: bool, secrets_dir: Path | None) -> None:
+    """Serve the bundle over HTTP (Truss's paths and the V2 protocol) until SIGINT/SIGTERM.
+
+    Several DIRECTORIES (bundles, or repositories holding bundle directories) are served side by
+    side, each under its model name: /v1/models/<name>:predict and /v2/models/<name>/infer.
+    """
     if isolated:
-        _run_isolated(directory)
+        if len(directories) > 1:
+            _fail("--isolated takes one bundle (one environment per server); serve several without it.", 2)
+        _run_isolated(directories[0])
     from kingpost.server.run import serve as run
 
-    sys.exit(run(directory, host=host, port=port, workers=workers, debug=debug, grace_period=grace_period,
-                 access_log=access_log, secrets_dir=secrets_dir, **({"reload": True} if reload else {})))
+    sys.exit(run(directories[0] if len(directories) == 1 else directories, host=host, port=port, workers=workers,
+                 debug=debug, grace_period=grace_period, access_log=access_log, secrets_dir=secrets_dir,
+                 **({"reload": True} if reload else {})))
 
 
 @main.command()
@@ -246,11 +253,12 @@ def check(directory: Path) -> None:
 
 
 @main.command()
-@click.argument("directory", type=BUNDLE)
+@click.argument("directories", nargs=-1, required=True, type=BUNDLE, metavar="DIRECTORY")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @_errors_to_one_line
-def context(directory: Path, out: Path) -> None:
+def context(directories: tuple[Path, ...], out: Path) -> None:
     """Write a deterministic container build context (Dockerfile and all) for the bundle to OUT."""
+    directory = _one_bundle("context", directories)
     from kingpost._progress import Progress
     from kingpost.container.context import write_context
 
@@ -261,13 +269,14 @@ def context(directory: Path, out: Path) -> None:
 
 
 @main.command()
-@click.argument("directory", type=BUNDLE)
+@click.argument("directories", nargs=-1, required=True, type=BUNDLE, metavar="DIRECTORY")
 @click.option("-t", "--tag", default=None, help="Image name and tag (default: kingpost-<model_name>:latest).")
 @click.option("--context-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to write the build context (default: a temporary directory).")
 @_errors_to_one_line
-def image(directory: Path, tag: str | None, context_dir: Path | None) -> None:
+def image(directories: tuple[Path, ...], tag: str | None, context_dir: Path | None) -> None:
     """Build a container image with the engine found (docker, else podman or buildah)."""
+    directory = _one_bundle("image", directories)
     from kingpost._progress import Progress
     from kingpost.container.image import build_image
 
@@ -294,7 +303,7 @@ def env(directory: Path, rebuild: bool, clear: bool) -> None:
 
 
 @main.command()
-@click.argument("directory", type=BUNDLE)
+@click.argument("directories", nargs=-1, required=True, type=BUNDLE, metavar="DIRECTORY")
 @click.option("--replicas", type=click.IntRange(min=1), default=None, help="Fixed number of replicas.")
 @click.option("--autoscale", default=None, metavar="MIN:MAX", help="Autoscale between MIN and MAX replicas.")
 @click.option("--address", default=None, help="Address of a running Ray cluster (default: start a local one).")
@@ -306,9 +315,10 @@ def env(directory: Path, rebuild: bool, clear: bool) -> None:
               help="Seconds to wait for the cluster and the replicas to come up.")
 @_secrets_option
 @_errors_to_one_line
-def ray(directory: Path, replicas: int | None, autoscale: str | None, address: str | None, host: str,
+def ray(directories: tuple[Path, ...], replicas: int | None, autoscale: str | None, address: str | None, host: str,
         port: int, ship: bool | None, timeout_s: float | None, secrets_dir: Path | None) -> None:
     """Deploy the bundle on Ray Serve and run until SIGINT/SIGTERM."""
+    directory = _one_bundle("ray", directories)
     if replicas is not None and autoscale is not None:
         _fail("give either --replicas or --autoscale, not both.", 2)
     from kingpost.deploy.ray import main as ray_main
@@ -316,6 +326,14 @@ def ray(directory: Path, replicas: int | None, autoscale: str | None, address: s
     extra: dict[str, Any] = {} if timeout_s is None else {"timeout_s": timeout_s}
     sys.exit(ray_main(directory, replicas=replicas, autoscale=autoscale, address=address, host=host, port=port,
                       ship=ship, secrets_dir=secrets_dir, echo=lambda m: click.echo(m, err=True), **extra))
+
+
+def _one_bundle(command: str, directories: tuple[Path, ...]) -> Path:
+    """The one bundle of a command that takes one (several are served together by ``kingpost serve``)."""
+    if len(directories) > 1:
+        _fail(f"kingpost {command} takes one bundle directory, found {len(directories)}; serve several "
+              f"together with 'kingpost serve {' '.join(map(str, directories))}'.", 2)
+    return directories[0]
 
 
 def _run_isolated(directory: Path) -> None:

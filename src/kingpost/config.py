@@ -24,6 +24,9 @@ CONFIG_FILENAME = "config.yaml"
 PYTHON_VERSIONS = tuple(f"py3{minor}" for minor in range(9, 15))
 _SECRET_NAME = re.compile(r"^[-._a-zA-Z0-9]+$")
 _MEMORY = re.compile(r"^\d+(\.\d+)?([KMGTPE]i?|[kmgtpe])?$")
+# The Open Inference Protocol's tensor datatypes (kingpost.codecs_v2 maps them to numpy).
+V2_DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+                "FP16", "FP32", "FP64", "BYTES", "BF16")
 _ACCELERATOR = re.compile(r"^[A-Za-z0-9_-]+(:\d+)?$")
 
 # Keys Truss writes that change nothing for kingpost: accepted silently.
@@ -58,6 +61,23 @@ class Resources:
 class Batching:
     max_batch_size: int
     max_wait_ms: float
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One tensor of the Open Inference Protocol: name, datatype (FP32, BYTES, ...), shape (-1: any size)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The optional ``signature`` section: the model's V2 inputs and outputs, for metadata and checks."""
+
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +117,7 @@ class Config:
     runtime: RuntimeConfig = RuntimeConfig()
     build_commands: tuple[str, ...] = ()
     base_image: str | None = None
+    signature: Signature | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -157,6 +178,7 @@ def parse_config(data: Any, path: Path) -> Config:
         runtime=_runtime(_Reader(path, r.mapping("runtime"), "runtime.")),
         build_commands=r.str_list("build_commands"),
         base_image=image,
+        signature=_signature(r),
         extra=unknown,
         raw=dict(data),
     )
@@ -166,7 +188,8 @@ _KNOWN = frozenset(
     {"model_name", "description", "model_metadata", "model_module_dir", "model_class_filename",
      "model_class_name", "data_dir", "bundled_packages_dir", "external_package_dirs",
      "examples_filename", "python_version", "requirements", "requirements_file", "system_packages",
-     "environment_variables", "secrets", "resources", "runtime", "build_commands", "base_image"}
+     "environment_variables", "secrets", "resources", "runtime", "build_commands", "base_image",
+     "signature"}
 )
 
 
@@ -188,6 +211,34 @@ def _secrets(r: _Reader) -> dict[str, str | None]:
         if value is not None and not isinstance(value, str):
             raise ConfigError(r.path, f"secrets.{name}", "a string default or null", value)
     return dict(secrets)
+
+
+def _signature(r: _Reader) -> Signature | None:
+    raw = r.mapping("signature")
+    if not raw:
+        return None
+    s = _Reader(r.path, raw, "signature.")
+    s.warn_unknown({"inputs", "outputs"})
+    sides = []
+    for side in ("inputs", "outputs"):
+        items = s.get(side) or []
+        if not isinstance(items, list):
+            raise s.fail(side, "a list of {name, datatype, shape} mappings")
+        tensors: list[TensorSpec] = []
+        for i, item in enumerate(items):
+            t = _Reader(r.path, item, f"signature.{side}[{i}].")
+            name = t.opt_str("name")
+            if not name or any(x.name == name for x in tensors):
+                raise t.fail("name", f"a {'unique ' if name else ''}tensor name")
+            datatype = t.get("datatype")
+            if datatype not in V2_DATATYPES:
+                raise t.fail("datatype", "one of " + ", ".join(V2_DATATYPES))
+            shape = t.get("shape")
+            if not isinstance(shape, list) or not all(type(d) is int and d >= -1 for d in shape):
+                raise t.fail("shape", "a list of sizes, each an integer >= 0 or -1 for any size")
+            tensors.append(TensorSpec(name, datatype, tuple(shape)))
+        sides.append(tuple(tensors))
+    return Signature(*sides)
 
 
 def _resources(r: _Reader) -> Resources:

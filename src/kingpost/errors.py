@@ -9,6 +9,7 @@
     │   ├── InputError ......... the caller sent something the model cannot take (raise it in a hook)
     │   │   └── PayloadTooLargeError  the request body exceeds runtime.max_request_bytes
     │   ├── NotReadyError ...... the model is loading, failed to load, or is unhealthy
+    │   ├── ModelNotFoundError . the server serves no model by the name asked for
     │   ├── QueueFullError ..... too many requests are waiting for predict
     │   ├── DeadlineExceeded ... the request ran past runtime.request_timeout_s
     │   ├── ClientGone ......... the caller went away before its answer; nothing is sent
@@ -78,6 +79,10 @@ class NotReadyError(RequestError):
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ModelNotFoundError(RequestError):
+    """A request named a model (``/v1/models/{name}``, ``/v2/models/{name}``) the server does not serve."""
 
 
 class QueueFullError(RequestError):

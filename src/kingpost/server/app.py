@@ -8,6 +8,9 @@
 | GET /metrics                            | Prometheus text |
 | GET /openapi.json, /docs                | the API described |
 | GET / (browsers), /playground           | the playground page (``server/playground.py``) |
+| /v2/...                                 | the Open Inference Protocol (``server/v2.py``) |
+
+With several bundles (``models``), ``<name>`` picks the model; with one, any name reaches it.
 """
 
 from __future__ import annotations
@@ -22,15 +25,19 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from kingpost import codecs
-from kingpost.errors import ClientGone, KingpostError, ModelLoadError, NotReadyError, PayloadTooLargeError
+from kingpost.errors import ClientGone, KingpostError, ModelLoadError, NotReadyError, PayloadTooLargeError, RequestError
 from kingpost.predictor.streams import ChunkStream
 from kingpost.runtime import Runtime
 from kingpost.server import openapi
 from kingpost.server.accesslog import AccessLog
 from kingpost.server.http import METHOD_NOT_ALLOWED, NOT_FOUND, error_answer, status_of
+from kingpost.server.http import header as _header
+from kingpost.server.http import respond as _respond
 from kingpost.server.metrics import ServerMetrics
+from kingpost.server.models import Models
 from kingpost.server.playground import Playground
 from kingpost.server.routes import Route, Router
+from kingpost.server.v2 import V2, v2_openapi
 from kingpost.types import Headers, Message, Params, Receive, Scope, Send, State, Stream
 
 if TYPE_CHECKING:
@@ -45,12 +52,13 @@ _OK = b'{"status":"ok"}'
 
 
 class App:
-    """Serve one runtime. The model loads in the background once the server starts (lifespan)."""
+    """Serve one runtime, or several by name. Models load in the background once the server starts (lifespan)."""
 
     def __init__(self, runtime: Runtime, *, debug: bool = False, access_log: bool = True,
                  load_before_serving: bool = False, on_uvicorn: bool = False,
-                 on_load_failure: Callable[[ModelLoadError], None] | None = None) -> None:
-        """Serve ``runtime``.
+                 on_load_failure: Callable[[ModelLoadError], None] | None = None,
+                 models: Models | None = None) -> None:
+        """Serve ``runtime``; with ``models``, serve each of them under its name (``runtime`` is the first).
 
         ``on_uvicorn`` says the app runs on uvicorn (``kingpost serve``): a client's disconnect is
         then read from uvicorn's request cycle instead of a watcher task per request. Other hosts
@@ -63,17 +71,23 @@ class App:
         self.load_before_serving = load_before_serving
         self.on_load_failure = on_load_failure
         self.metrics = ServerMetrics(runtime.stats)
-        self.max_bytes = runtime.config.runtime.max_request_bytes
+        self.models = models
+        self.max_bytes = runtime.config.runtime.max_request_bytes if models is None else max(
+            r.config.runtime.max_request_bytes for r in models.runtimes.values())
         self.load_task: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():x}-"
-        self._predict_paths: set[str] = set()  # full request paths already routed to predict
+        # Full request paths already routed to predict, and the runtime each reaches.
+        self._predict_paths: dict[str, Runtime] = {}
+        if models is not None:
+            models.on_unload.append(self._forget)
         self._answered = self.metrics.answered
-        spec = openapi.spec(runtime.config, runtime.bundle_dir.name)
+        spec = v2_openapi(openapi.spec(runtime.config, runtime.bundle_dir.name))
         self._openapi = codecs.encode_json(spec)
         self.reload_error: str | None = None  # why the last reload failed (serve --reload), shown to users
         self.reloader: Reloader | None = None  # set by `kingpost serve --reload`
         self.playground = Playground(self, spec)
+        self.v2 = V2(self)
 
         self.router = Router(self.routes())
 
@@ -88,12 +102,25 @@ class App:
             Route("/v1/models/{model}:predict", self._predict_route, ("POST",), "predict"),
             Route("/v1/models/{model}:predict_binary", self._predict_route, ("POST",), "predict"),
             *self.playground.routes(),
+            Route("/v2", self.v2.server_metadata, ("GET",), "v2_metadata"),
+            Route("/v2/health/live", self.v2.live, ("GET",), "v2_live"),
+            Route("/v2/health/ready", self.v2.ready, ("GET",), "v2_ready"),
+            Route("/v2/models/{model}", self.v2.model_metadata, ("GET",), "v2_model"),
+            Route("/v2/models/{model}/versions/{version}", self.v2.model_metadata, ("GET",), "v2_model"),
+            Route("/v2/models/{model}/ready", self.v2.model_ready, ("GET",), "v2_model_ready"),
+            Route("/v2/models/{model}/versions/{version}/ready", self.v2.model_ready, ("GET",), "v2_model_ready"),
+            Route("/v2/models/{model}/infer", self.v2.infer, ("POST",), "v2_infer"),
+            Route("/v2/models/{model}/versions/{version}/infer", self.v2.infer, ("POST",), "v2_infer"),
+            Route("/v2/repository/index", self.v2.repository_index, ("POST",), "v2_repository"),
+            Route("/v2/repository/models/{model}/load", self.v2.repository_load, ("POST",), "v2_repository"),
+            Route("/v2/repository/models/{model}/unload", self.v2.repository_unload, ("POST",), "v2_repository"),
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The hot path: a predict path seen before skips the route table.
-        if scope.get("path") in self._predict_paths and scope.get("method") == "POST":
-            await self._predict(scope, receive, send)
+        runtime = self._predict_paths.get(scope.get("path"))  # type: ignore[arg-type]
+        if runtime is not None and scope.get("method") == "POST":
+            await self._predict(scope, receive, send, runtime)
             return
         kind = scope["type"]
         if kind == "lifespan":
@@ -124,9 +151,29 @@ class App:
                               "other")
 
     async def _predict_route(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
-        if len(self._predict_paths) < 64:  # any model name is accepted; remember a few for the hot path
-            self._predict_paths.add(scope["path"])
-        await self._predict(scope, receive, send)
+        runtime = self.runtime
+        if self.models is not None:
+            try:
+                runtime = self.models.get(params["model"])
+            except RequestError as exc:
+                status, body, headers = error_answer(exc, "", debug=self.debug)
+                await _respond(send, status, body, _JSON, headers)
+                self.metrics.answer(status, 0.0)
+                return
+        if len(self._predict_paths) < 64:  # with one model any name reaches it; remember a few for the hot path
+            self._predict_paths[scope["path"]] = runtime
+        await self._predict(scope, receive, send, runtime)
+
+    def _forget(self, runtime: Runtime) -> None:
+        """An unloaded model's paths leave the hot path."""
+        for path in [p for p, r in self._predict_paths.items() if r is runtime]:
+            del self._predict_paths[path]
+        if runtime is self.runtime and self.models is not None and self.models.runtimes:
+            self.runtime = next(iter(self.models.runtimes.values()))  # so as not to keep the unloaded one alive
+
+    def model(self, name: str) -> Runtime:
+        """The runtime a request naming ``name`` reaches (raises ModelNotFoundError, NotReadyError)."""
+        return self.runtime if self.models is None else self.models.get(name)
 
     async def _liveness(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         await _respond(send, 200, _OK, _JSON)
@@ -139,8 +186,10 @@ class App:
             await _respond(send, 200, _OK, _JSON)
 
     async def _metrics(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
-        await _respond(send, 200, self.metrics.render(waiting=self.runtime.waiting),
-                       b"text/plain; version=0.0.4; charset=utf-8")
+        body = self.metrics.render(waiting=self.runtime.waiting)
+        if self.models is not None:
+            body += self.models.metrics()
+        await _respond(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
 
     async def _openapi_json(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         await _respond(send, 200, self._openapi, _JSON)
@@ -150,7 +199,12 @@ class App:
         await _respond(send, status, body, _JSON)
 
     async def _readiness(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
-        runtime = self.runtime
+        try:
+            runtime = self.model(params["model"])
+        except RequestError as exc:
+            status, body, headers = error_answer(exc, "", debug=self.debug)
+            await _respond(send, status, body, _JSON, headers)
+            return
         state = runtime.state
         if state is State.READY and await runtime.is_healthy():
             ready = {"name": runtime.name, "ready": True}
@@ -169,7 +223,7 @@ class App:
 
     # -- predict -----------------------------------------------------------------------------------
 
-    async def _predict(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _predict(self, scope: Scope, receive: Receive, send: Send, runtime: Runtime) -> None:
         start = perf_counter()
         content_type = None
         length = -1
@@ -192,11 +246,11 @@ class App:
             if self._uvicorn:
                 cycle = receive.__self__  # type: ignore[attr-defined]
                 gone = lambda: cycle.disconnected  # noqa: E731 - asked once, before predict runs
-                result = await self.runtime.predict(model_input, gone=gone)
+                result = await runtime.predict(model_input, gone=gone)
             else:
                 watcher = _watch_disconnect(receive)
                 gone = watcher.done
-                result = await self.runtime.predict(model_input)
+                result = await runtime.predict(model_input)
                 if type(result) is not ChunkStream:
                     watcher.cancel()  # the watcher is needed while waiting and while streaming only
             if type(result) is ChunkStream:
@@ -323,7 +377,7 @@ class App:
                     await self.reloader.stop()
                 if self.access_log is not None:
                     self.access_log.flush()
-                await self.runtime.stop()
+                await (self.runtime.stop() if self.models is None else self.models.stop_all())
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -333,13 +387,15 @@ class App:
         Requests already inside the old runtime hold it and finish there.
         """
         old, self.runtime = self.runtime, runtime
+        for path in [p for p, r in self._predict_paths.items() if r is old]:  # the hot path's cache, too
+            self._predict_paths[path] = runtime
         self.metrics.stats = runtime.stats
         self.max_bytes = runtime.config.runtime.max_request_bytes
         return old
 
     async def _load(self) -> None:
         try:
-            await self.runtime.start()
+            await (self.runtime.start() if self.models is None else self.models.start_all())
         except ModelLoadError as exc:
             logger.error("the model failed to load: %s", exc, exc_info=exc.__cause__ or exc)
             if self.on_load_failure is not None:
@@ -368,23 +424,6 @@ def _answer(exc: KingpostError) -> tuple[int, bytes, bytes, Headers]:
     """``_respond``'s arguments for an error that needs no request id (readiness, the shutdown)."""
     status, body, headers = error_answer(exc, "", debug=False)
     return status, body, _JSON, headers
-
-
-async def _respond(send: Send, status: int, body: bytes, content_type: bytes, extra: Headers | None = None) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    if extra:
-        headers += extra
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    """One request header (the last, if repeated); for the rare paths, the hot one scans once itself."""
-    found = None
-    for key, value in scope["headers"]:
-        if key == name:
-            found = value
-    return found
 
 
 __all__ = ["App"]

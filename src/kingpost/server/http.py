@@ -1,4 +1,4 @@
-"""The one table that turns kingpost's domain errors into HTTP answers."""
+"""The one table that turns kingpost's domain errors into HTTP answers, and the helpers that send them."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from kingpost.errors import (
     KingpostError,
     ModelError,
     ModelLoadError,
+    ModelNotFoundError,
     NotReadyError,
     PayloadTooLargeError,
     QueueFullError,
     describe,
 )
-from kingpost.types import Headers
+from kingpost.types import Headers, Scope, Send
 
 logger = logging.getLogger("kingpost.server")
 
@@ -27,6 +28,7 @@ logger = logging.getLogger("kingpost.server")
 STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (PayloadTooLargeError, 413),
     (InputError, 400),
+    (ModelNotFoundError, 404),
     (NotReadyError, 503),
     (QueueFullError, 503),
     (DeadlineExceeded, 504),
@@ -37,6 +39,8 @@ STATUS: tuple[tuple[type[BaseException], int], ...] = (
 )
 RETRY_AFTER = (NotReadyError, QueueFullError)
 NOT_FOUND, METHOD_NOT_ALLOWED = 404, 405
+
+JSON = b"application/json"
 
 
 def status_of(exc: BaseException) -> int:
@@ -64,3 +68,22 @@ def error_answer(exc: BaseException, request_id: str, *, debug: bool) -> tuple[i
     else:
         message = str(exc)
     return status, encode_json({"error": message}), headers
+
+
+async def respond(send: Send, status: int, body: bytes, content_type: bytes = JSON,
+                  extra: Headers | None = None) -> None:
+    """Send a whole response: status, Content-Type, Content-Length and any ``extra`` headers."""
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers += extra
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """One request header (the last, if repeated); for the rare paths, the hot one scans once itself."""
+    found = None
+    for key, value in scope["headers"]:
+        if key == name:
+            found = value
+    return found

@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -28,43 +29,57 @@ from kingpost.config import Config, load_config
 from kingpost.errors import KingpostError, ModelLoadError
 from kingpost.runtime import Runtime
 from kingpost.server.app import App
+from kingpost.server.models import Found, Models, find_bundles
 
 logger = logging.getLogger("kingpost.server")
 
 
 @dataclass(frozen=True)
 class Options:
-    bundle_dir: Path
-    config: Config  # read once, here; a worker process gets it pickled
+    bundle_dir: Path  # the first (or only) bundle
+    config: Config  # its config, read once, here; a worker process gets it pickled
+    found: Found
     debug: bool
     grace_period: float
     access_log: bool
     secrets_dir: Path | None
     log_level: int
+    workers: int = 1
     reload: bool = False
 
 
-def serve(bundle_dir: str | Path, *, host: str = defaults.HOST, port: int = defaults.PORT, workers: int | None = None,
-          debug: bool = False, grace_period: float = defaults.GRACE_PERIOD_S, access_log: bool = True,
-          secrets_dir: str | Path | None = None, reload: bool = False) -> int:
-    """Serve the bundle until SIGINT/SIGTERM; returns the process exit status (0 after a clean drain).
+def serve(bundle_dir: str | Path | Sequence[str | Path], *, host: str = defaults.HOST, port: int = defaults.PORT,
+          workers: int | None = None, debug: bool = False, grace_period: float = defaults.GRACE_PERIOD_S,
+          access_log: bool = True, secrets_dir: str | Path | None = None, reload: bool = False) -> int:
+    """Serve the bundle (or several: bundle directories and repositories of them) until SIGINT/SIGTERM.
 
-    ``reload=True`` watches the bundle and switches to each new version once it loads (one worker).
+    Returns the process exit status (0 after a clean drain). ``reload=True`` watches the (one) bundle
+    and switches to each new version once it loads (one worker).
     """
-    bundle_dir = Path(bundle_dir)
-    config = load_config(bundle_dir)  # a bad config fails here, before a socket is opened
-    count = workers or config.runtime.workers
+    given = [bundle_dir] if isinstance(bundle_dir, (str, Path)) else list(bundle_dir)
+    found = find_bundles(given)  # a bad config fails here, before a socket is opened
+    configs = {name: load_config(path) for name, path in found.bundles.items()}
+    first_name, first = next(iter(found.bundles.items()))
+    config = configs[first_name]
+    count = workers or (config.runtime.workers if found.single else 1)
+    if reload and not found.single:
+        raise KingpostError("--reload watches one bundle; serve several without it.")
     if reload and count > 1:
         raise KingpostError(f"--reload serves with one worker; drop --workers (or runtime.workers: {count}).")
     if reload and importlib.util.find_spec("watchfiles") is None:
         raise KingpostError("--reload needs the watchfiles package: pip install 'kingpost[reload]'.")
-    options = Options(bundle_dir, config, debug, grace_period, access_log, Path(secrets_dir) if secrets_dir else None,
-                      logging.getLogger().getEffectiveLevel(), reload)
+    options = Options(first, config, found, debug, grace_period, access_log,
+                      Path(secrets_dir) if secrets_dir else None, logging.getLogger().getEffectiveLevel(), count,
+                      reload)
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
-    print(f"kingpost: serving {config.model_name or bundle_dir.resolve().name} on http://{bound_host}:{bound_port} "
-          f"({count} worker{'s' if count > 1 else ''}); predict: POST /v1/models/model:predict",
-          file=sys.stderr, flush=True)
+    plural = "s" if count > 1 else ""
+    if found.single:
+        what, where = config.model_name or first.resolve().name, "/v1/models/model:predict"
+    else:
+        what, where = f"{len(configs)} models ({', '.join(configs)})", "/v1/models/<name>:predict"
+    print(f"kingpost: serving {what} on http://{bound_host}:{bound_port} ({count} worker{plural}); "
+          f"predict: POST {where}, V2: POST /v2/models/<name>/infer", file=sys.stderr, flush=True)
     if count == 1:
         return _serve_socket(sock, options, load_before_serving=False)
     return _supervise(sock, count, options)
@@ -84,7 +99,10 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
     # Python hands the GIL to a waiting thread only every switch interval (5 ms by default). A
     # predict thread that wakes while the event loop is busy would idle the model that long.
     sys.setswitchinterval(float(os.environ.get("KINGPOST_SWITCH_INTERVAL", defaults.SWITCH_INTERVAL_S)))
-    runtime = Runtime(options.bundle_dir, options.config, secrets_dir=options.secrets_dir)
+    models = None if options.found.single else Models(options.found, secrets_dir=options.secrets_dir,
+                                                       workers=options.workers)
+    runtime = (Runtime(options.bundle_dir, options.config, secrets_dir=options.secrets_dir)
+               if models is None else next(iter(models.runtimes.values())))
     status = {"code": 0}
     server: _Server | None = None
 
@@ -100,7 +118,8 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
             server.should_exit = True
 
     app = App(runtime, debug=options.debug, access_log=options.access_log, on_uvicorn=True,
-              load_before_serving=load_before_serving, on_load_failure=on_load_failure)
+              load_before_serving=load_before_serving, on_load_failure=on_load_failure, models=models)
+    del runtime, models  # the app holds them: an unloaded model must not stay alive in this frame
     if options.reload:
         from kingpost.server.reload import Reloader
 
