@@ -258,16 +258,16 @@ def test_emulated_image_answers(tmp_path: Path) -> None:
     for run in runs:  # e.g. python -m pip install --requirement /app/requirements.txt /app/wheels/kingpost-...whl
         args = run.split(" -m pip install ", 1)[1].split()
         _pip_install(venv, [_local(a, mapping, context) for a in args])
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # as in the image: nothing but the venv
     probe = subprocess.run([str(venv / "bin" / "python"), "-c", "import kingpost, idna; print(kingpost.__file__)"],
-                           capture_output=True, text=True, check=True, cwd=tmp_path)
+                           capture_output=True, text=True, check=True, cwd=tmp_path, env=clean)
     assert probe.stdout.startswith(str(venv)), "kingpost must come from the context's wheel"
 
     cmd = json.loads(next(i["value"] for i in reversed(ops) if i["instruction"] == "CMD"))
     cmd = [_local(a, mapping, context) for a in cmd]
     cmd[cmd.index("--host") + 1] = "127.0.0.1"
     cmd[cmd.index("--port") + 1] = "0"
-    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)}
-    env.pop("PYTHONPATH", None)
+    env = {**clean, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)}
     fd, name = tempfile.mkstemp(dir=tmp_path, suffix=".stderr")
     with os.fdopen(fd, "wb") as err:
         proc = subprocess.Popen(cmd, cwd=context, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
