@@ -79,8 +79,12 @@ def _bundle_check(bundle: Path) -> str | None:
 
 
 def kingpost(name: str = "kingpost", extra: tuple[str, ...] = (), note: str = "",
-             paths: tuple[str, str] = TRUSS_PATHS) -> Server:
-    """`kingpost serve` of the case's bundle for this server (Case.bundle_for(name))."""
+             paths: tuple[str, str] = TRUSS_PATHS, source: str | None = None) -> Server:
+    """`kingpost serve` of the case's bundle for this server (Case.bundle_for(name)).
+
+    ``source`` names an environment variable holding another checkout's ``src/`` (put first on
+    PYTHONPATH): the same command from an older commit, for before/after figures in one run.
+    """
 
     def launch(case: Case, port: int) -> Launch:
         argv = [
@@ -96,9 +100,11 @@ def kingpost(name: str = "kingpost", extra: tuple[str, ...] = (), note: str = ""
             *extra,
             *case.server_args.get(name, ()),
         ]
-        return Launch(argv)
+        return Launch(argv, {"PYTHONPATH": os.environ[source]} if source else {})
 
     def check(case: Case) -> str | None:
+        if source and not os.environ.get(source):
+            return f"set {source} to another checkout's src/ (e.g. a worktree of the commit to compare with)"
         return _kingpost_check(case) or _bundle_check(case.bundle_for(name))
 
     note = note or (f"`kingpost serve {' '.join(extra)}`" if extra else "`kingpost serve` defaults")
@@ -217,6 +223,9 @@ SERVERS: dict[str, Server] = {
         kingpost(),
         kingpost("kingpost-quiet", ("--no-access-log",)),  # as bare and litserve: no access log
         kingpost("kingpost-w2", ("--workers", "2")),  # the workers case
+        # Before/after in one run: `git worktree add /tmp/base COMMIT; KINGPOST_BASE_SRC=/tmp/base/src`.
+        kingpost("kingpost-base", note="`kingpost serve` defaults, from $KINGPOST_BASE_SRC",
+                 source="KINGPOST_BASE_SRC"),
         # The batched case's runtime.batching bundle (Case.server_bundles); elsewhere the case's bundle.
         kingpost("kingpost-batched", note="`kingpost serve` defaults, of the case's batched bundle"),
         Server(
