@@ -7,7 +7,8 @@
     │   └── MissingRequirementError  an import failed for a package the bundle requires
     ├── RequestError ........... one request failed; the runtime keeps serving
     │   ├── InputError ......... the caller sent something the model cannot take (raise it in a hook)
-    │   │   └── PayloadTooLargeError  the request body exceeds runtime.max_request_bytes
+    │   │   ├── PayloadTooLargeError  the request body exceeds runtime.max_request_bytes
+    │   │   └── UnsupportedMediaType  the request's Content-Type is neither JSON nor msgpack
     │   ├── NotReadyError ...... the model is loading, failed to load, or is unhealthy
     │   ├── ModelNotFoundError . the server serves no model by the name asked for
     │   ├── QueueFullError ..... too many requests are waiting for predict
@@ -71,6 +72,10 @@ class InputError(RequestError):
 
 class PayloadTooLargeError(InputError):
     """The request body is larger than ``runtime.max_request_bytes``."""
+
+
+class UnsupportedMediaType(InputError):
+    """The request's Content-Type names neither JSON nor msgpack."""
 
 
 class NotReadyError(RequestError):
