@@ -72,14 +72,17 @@ if TYPE_CHECKING:
     from kingpost.frameworks import create
 
 
-def load(bundle_dir: str | Path, *, secrets_dir: str | Path | None = None) -> Bundle:
+def load(bundle_dir: str | Path, *, secrets_dir: str | Path | None = None, jobs: str | Path | None = None) -> Bundle:
     """Open the bundle in ``bundle_dir`` and validate its config; no user code runs yet.
+
+    ``jobs`` is where :meth:`Bundle.submit` keeps async jobs: a directory (SQLite) or a
+    ``postgresql://`` URL (default: ``KINGPOST_JOBS_DIR`` / ``KINGPOST_JOBS_DATABASE``).
 
     Raises :class:`ConfigError` (one sentence: file, key, expected, found) for a bad config.
     """
     from kingpost.bundle import Bundle
 
-    return Bundle(bundle_dir, secrets_dir=secrets_dir)
+    return Bundle(bundle_dir, secrets_dir=secrets_dir, jobs=jobs)
 
 
 def init(bundle_dir: str | Path) -> Bundle:

@@ -1,0 +1,54 @@
+"""The PostgreSQL job store, through psycopg 3 (``pip install 'psycopg[binary]'``).
+
+For several machines sharing one queue. Claims use ``FOR UPDATE SKIP LOCKED``, so concurrent
+workers take different jobs without waiting for each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from kingpost.errors import KingpostError
+from kingpost.jobs.store import SqlStore
+
+
+class PostgresStore(SqlStore):
+    placeholder = "%s"
+    lock_rows = " FOR UPDATE SKIP LOCKED"
+    blob = "BYTEA"
+    real = "DOUBLE PRECISION"
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise KingpostError("a postgresql:// jobs database needs psycopg 3: pip install 'psycopg[binary]'.") \
+                from exc
+        self._psycopg = psycopg
+        try:
+            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            with self._conn.transaction():  # two servers starting at once must not both create the tables
+                self._conn.execute("SELECT pg_advisory_xact_lock(7155001)")
+                for statement in self.schema():
+                    self._conn.execute(statement)
+        except psycopg.Error as exc:
+            raise KingpostError(f"cannot open the jobs database {_redact(url)}: {str(exc).strip()}") from exc
+
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[Any]:
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            yield cur
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _redact(url: str) -> str:
+    """The URL without its password."""
+    head, sep, tail = url.partition("@")
+    if not sep or ":" not in head.split("//", 1)[-1]:
+        return url
+    scheme, _, user = head.partition("//")
+    return f"{scheme}//{user.split(':', 1)[0]}:***@{tail}"
