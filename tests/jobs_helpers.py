@@ -14,7 +14,8 @@ import httpx
 FINISHED = {"succeeded", "failed", "cancelled", "expired", "interrupted"}
 
 
-def wait_job(client: httpx.Client, job_id: str, statuses: set[str] | None = None, timeout: float = 30) -> dict[str, Any]:
+def wait_job(client: httpx.Client, job_id: str, statuses: set[str] | None = None,
+             timeout: float = 30) -> dict[str, Any]:
     """Poll GET /v1/jobs/<id> until its status is one of ``statuses`` (default: any finished one)."""
     wanted = statuses or FINISHED
     deadline = time.monotonic() + timeout

@@ -22,6 +22,7 @@ __all__ = [
     "ConfigError",
     "DeadlineExceeded",
     "InputError",
+    "JobError",
     "KingpostError",
     "MissingRequirementError",
     "ModelError",
@@ -44,7 +45,7 @@ _LAZY = {
     "Client": "kingpost.client",
     "create": "kingpost.frameworks",
     **{name: "kingpost.errors" for name in (
-        "BundleError", "ConfigError", "DeadlineExceeded", "InputError", "KingpostError",
+        "BundleError", "ConfigError", "DeadlineExceeded", "InputError", "JobError", "KingpostError",
         "MissingRequirementError", "ModelError", "ModelLoadError", "NotReadyError", "PackagingError",
         "QueueFullError", "RequestError", "UnreachableError")},
 }
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
         ConfigError,
         DeadlineExceeded,
         InputError,
+        JobError,
         KingpostError,
         MissingRequirementError,
         ModelError,
