@@ -164,9 +164,9 @@ class JobService:
         return found or None
 
     def metrics_lines(self) -> list[str]:
-        lines = ["# HELP kingpost_jobs Async jobs of this model in the store, by status.",
+        lines = ["# HELP kingpost_jobs Async jobs of this model queued and running (all workers).",
                  "# TYPE kingpost_jobs gauge"]
-        lines += [f'kingpost_jobs{{status="{s.value}"}} {self.counts.get(s.value, 0)}' for s in JobStatus]
+        lines += [f'kingpost_jobs{{status="{s}"}} {self.counts.get(s, 0)}' for s in ("queued", "running")]
         lines += ["# HELP kingpost_jobs_queue_depth Async jobs waiting to run (all workers).",
                   "# TYPE kingpost_jobs_queue_depth gauge",
                   f"kingpost_jobs_queue_depth {self.counts.get('queued', 0)}",

@@ -62,7 +62,8 @@ class JobStore(Protocol):
     def webhook_attempt(self, job_id: str, owner: str, log: list[dict[str, Any]], state: str,
                         next_at: float | None) -> None: ...
 
-    def counts(self, model: str | None) -> dict[str, int]: ...
+    def counts(self, model: str) -> dict[str, int]:
+        """Jobs of ``model`` queued and running (index lookups only: cheap however many have finished)."""
 
     def purge(self, before: float) -> int:
         """Delete finished jobs (and their chunks) finished before ``before`` whose webhook is settled."""
@@ -105,6 +106,8 @@ class SqlStore:
                 webhook_state TEXT, webhook_next_at {r}, webhook_log TEXT NOT NULL DEFAULT '[]',
                 webhook_owner TEXT, webhook_until {r}, streamed INTEGER NOT NULL DEFAULT 0)""",
             "CREATE INDEX IF NOT EXISTS kingpost_jobs_queue ON kingpost_jobs (model, status, priority, created_at)",
+            "CREATE INDEX IF NOT EXISTS kingpost_jobs_recent ON kingpost_jobs (model, status, created_at)",
+            "CREATE INDEX IF NOT EXISTS kingpost_jobs_finished ON kingpost_jobs (finished_at)",
             "CREATE INDEX IF NOT EXISTS kingpost_jobs_webhooks ON kingpost_jobs (webhook_state, webhook_next_at)",
             "CREATE UNIQUE INDEX IF NOT EXISTS kingpost_jobs_idempotency ON kingpost_jobs (model, idempotency_key)",
             f"""CREATE TABLE IF NOT EXISTS kingpost_job_chunks (
@@ -252,13 +255,10 @@ class SqlStore:
                 webhook_owner = NULL, webhook_until = NULL WHERE id = ? AND webhook_owner = ?""",
                 (json.dumps(log), state, next_at, job_id, owner))
 
-    def counts(self, model: str | None) -> dict[str, int]:
+    def counts(self, model: str) -> dict[str, int]:
         with self._tx() as cur:
-            if model is None:
-                rows = self._execute(cur, "SELECT status, COUNT(*) FROM kingpost_jobs GROUP BY status").fetchall()
-            else:
-                rows = self._execute(cur, "SELECT status, COUNT(*) FROM kingpost_jobs WHERE model = ? GROUP BY status",
-                                     (model,)).fetchall()
+            rows = self._execute(cur, "SELECT status, COUNT(*) FROM kingpost_jobs WHERE model = ? "
+                                      "AND status IN ('queued', 'running') GROUP BY status", (model,)).fetchall()
         return {status: int(n) for status, n in rows}
 
     def purge(self, before: float) -> int:
