@@ -99,19 +99,41 @@ def test_a_streaming_jobs_chunks_are_stored_as_they_come_and_cancel_stops_it(ser
         assert (finished["status"], finished["output"], finished["chunks"]) == ("succeeded", "xy", ["x", "y"])
 
 
-def test_a_stopped_server_hands_its_running_job_back_to_the_queue(serve: Callable[..., Server],
-                                                                  tmp_path: Path) -> None:
+@pytest.mark.parametrize("rerun", ["1", "0"])
+def test_a_stopped_server_hands_a_job_still_running_after_the_grace_period_back(
+        serve: Callable[..., Server], tmp_path: Path, rerun: str) -> None:
     store, gate, log = ["--jobs-dir", str(tmp_path / "jobs")], tmp_path / "gate", tmp_path / "log"
-    first = serve(bundle_path("jobs_probe"), *store, "--grace-period", "1")
+    env = {"KINGPOST_JOBS_RERUN": rerun}
+    first = serve(bundle_path("jobs_probe"), *store, "--grace-period", "0.5", env=env)
     with httpx.Client(base_url=first.url, timeout=30) as http:
         job_id = http.post(SUBMIT, json={"model_input": {"i": 7, "gate": str(gate), "log": str(log)}}).json()[
             "request_id"]
         wait_job(http, job_id, {"running"})
-    assert first.stop() == 0  # SIGTERM: drains, and the job's lease is released at once
+    assert first.stop() == 0  # SIGTERM: the job gets the grace period, then is handed back at once
     gate.touch()
-    second = serve(bundle_path("jobs_probe"), *store)
+    second = serve(bundle_path("jobs_probe"), *store, env=env)
     with httpx.Client(base_url=second.url, timeout=30) as http:
         started = time.monotonic()
         job = wait_job(http, job_id)
-    assert job["status"] == "succeeded" and job["attempts"] == 1  # the interrupted attempt was not counted
-    assert time.monotonic() - started < 5  # no lease to wait out
+    if rerun == "1":
+        assert job["status"] == "succeeded" and job["attempts"] == 1  # the stopped attempt was not counted
+        assert time.monotonic() - started < 5  # no lease to wait out
+    else:
+        assert job["status"] == "interrupted" and "server stopped" in job["error"]
+        assert log.read_text().split() == ["7"]
+
+
+def test_a_job_that_finishes_within_the_grace_period_is_kept(serve: Callable[..., Server], tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    server = serve(bundle_path("jobs_probe"), "--jobs-dir", str(tmp_path / "jobs"), "--grace-period", "10")
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        job_id = http.post(SUBMIT, json={"model_input": {"i": 8, "gate": str(gate)}}).json()["request_id"]
+        wait_job(http, job_id, {"running"})
+    server.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    gate.touch()
+    assert server.wait() == 0
+    again = serve(bundle_path("jobs_probe"), "--jobs-dir", str(tmp_path / "jobs"))
+    with httpx.Client(base_url=again.url, timeout=30) as http:
+        job = http.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded" and job["output"]["pid"] == server.pid

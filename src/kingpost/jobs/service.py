@@ -80,11 +80,13 @@ class StoreThread:
 class JobService:
     """Jobs for one runtime. ``await start()``, then ``submit``/``get``/``view``/``cancel``; ``await stop()``."""
 
-    def __init__(self, runtime: Runtime, settings: JobSettings, *, debug: bool = False) -> None:
+    def __init__(self, runtime: Runtime, settings: JobSettings, *, debug: bool = False,
+                 grace_s: float = 0.0) -> None:
         assert settings.location is not None
         self.runtime = runtime
         self.settings = settings
         self.debug = debug
+        self.grace_s = grace_s  # what stop() gives running jobs by default (the server's --grace-period)
         self.model = runtime.name
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         rt = runtime.config.runtime
@@ -107,10 +109,17 @@ class JobService:
         self._loops = [loop.create_task(fn()) for fn in (self._claim_loop, self._lease_loop,
                                                           self._webhook_loop, self._housekeeping_loop)]
 
-    async def stop(self) -> None:
-        """Stop the loops; jobs running here go back to the queue for another worker (or the next start)."""
-        for task in self._loops:
-            task.cancel()
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Claim nothing more, give running jobs ``grace_s`` to finish, then stop the rest: each goes
+        back to the queue for another worker (or the next start), uncounted; with reruns off
+        (``KINGPOST_JOBS_RERUN=0``) it ends ``interrupted`` instead, since its predict may have begun."""
+        claim, lease, *others = self._loops
+        for task in (claim, *others, *self._deliveries):
+            task.cancel()  # an undelivered webhook stays due: it is sent after the next start
+        grace = self.grace_s if grace_s is None else grace_s
+        if self._running and grace > 0:
+            await asyncio.wait(list(self._running.values()), timeout=grace)
+        lease.cancel()
         running = list(self._running.values())
         for task in running:
             task.cancel()
@@ -209,8 +218,11 @@ class JobService:
             if job.id in self._cancelling:
                 await self._settle(job, JobStatus.CANCELLED, error="the job was cancelled while it ran; "
                                                                    "its output was dropped.")
-            else:  # this process is stopping: another worker (or the next start) runs it
+            elif self.settings.rerun_interrupted:  # stopping: another worker (or the next start) runs it
                 await self._try(self.store.do("retry_later", job.id, self.owner, time.time(), "", refund=True))
+            else:
+                await self._settle(job, JobStatus.INTERRUPTED, error="the server stopped while this job ran; it was "
+                                                                     "not rerun (KINGPOST_JOBS_RERUN=0).")
         except Exception:
             logger.exception("job %s: internal error", job.id)
             await self._settle(job, JobStatus.FAILED, error=f"internal error running job {job.id}.")

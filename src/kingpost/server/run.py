@@ -133,7 +133,8 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
         if server is not None:
             server.should_exit = True
 
-    jobs = JobService(runtime, options.jobs, debug=options.debug) if options.jobs.enabled else None
+    jobs = JobService(runtime, options.jobs, debug=options.debug, grace_s=options.grace_period) \
+        if options.jobs.enabled else None
     app = App(runtime, debug=options.debug, access_log=options.access_log, on_uvicorn=True,
               load_before_serving=load_before_serving, on_load_failure=on_load_failure, models=models, jobs=jobs)
     del runtime, models  # the app holds them: an unloaded model must not stay alive in this frame
