@@ -226,3 +226,25 @@ def test_without_a_jobs_store_the_routes_say_how_to_turn_jobs_on(echo: Server) -
         assert answer.status_code == 404 and "--jobs-dir" in answer.json()["error"]
         plain = http.post("/v1/models/model:predict", json=[1], headers={"Prefer": "respond-async"})
         assert plain.status_code == 200 and plain.json()["echo"] == [1]  # Prefer is not looked at
+
+
+@pytest.mark.parametrize(("args", "env", "sentence"), [
+    (["--jobs-database", "postgresql://kp:hunter2@127.0.0.1:1/x"], {},
+     "error: cannot open the jobs database postgresql://kp:***@127.0.0.1:1/x: connection failed"),
+    (["--jobs-database", "mysql://a@b/c"], {}, "error: --jobs-database: expected a postgresql:// URL"),
+    (["--jobs-dir", "/proc/no-such-dir"], {}, "error: /proc/no-such-dir/jobs.db: cannot open the jobs database"),
+    (["--jobs-dir", "JOBS"], {"KINGPOST_JOBS_SHARE": "2"}, "error: KINGPOST_JOBS_SHARE: expected a number above 0"),
+])
+def test_a_bad_jobs_setting_is_one_line_and_exit_1(tmp_path: Path, args: list[str], env: dict[str, str],
+                                                  sentence: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    args = [str(tmp_path / "jobs") if a == "JOBS" else a for a in args]
+    done = subprocess.run([sys.executable, "-m", "kingpost", "serve", str(bundle_path("jobs_probe")), "--port", "0",
+                           *args], capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(sentence), done.stderr
+    assert "hunter2" not in done.stderr

@@ -34,7 +34,8 @@ class PostgresStore(SqlStore):
                 for statement in self.schema():
                     self._conn.execute(statement)
         except psycopg.Error as exc:
-            raise KingpostError(f"cannot open the jobs database {_redact(url)}: {str(exc).strip()}") from exc
+            detail = " ".join(str(exc).split()).rstrip(".")  # psycopg's message spans lines
+            raise KingpostError(f"cannot open the jobs database {_redact(url)}: {detail}.") from exc
 
     @contextlib.contextmanager
     def _begin(self) -> Iterator[Any]:
