@@ -149,7 +149,9 @@ def test_jobs_past_max_time_in_queue_expire(opener: Opener) -> None:
     store = opener()
     old = add(store, 1, 0.0, max_time_in_queue_seconds=5)
     fresh = add(store, 2, 4.0, max_time_in_queue_seconds=5)
-    assert [j.id for j in store.claim("w", "m", 5, 10, 6.0, rerun=True)] == [fresh]
+    assert [j.id for j in store.claim("w", "m", 5, 10, 6.0, rerun=True, maintain=False)] == [fresh]
+    assert store.get(old).status is JobStatus.QUEUED  # type: ignore[union-attr]  # overdue, never claimed
+    store.claim("w", "m", 5, 10, 6.0, rerun=True)  # maintenance marks it
     job = store.get(old)
     assert job is not None and job.status is JobStatus.EXPIRED and "max_time_in_queue_seconds" in (job.error or "")
 

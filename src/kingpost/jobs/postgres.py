@@ -42,6 +42,11 @@ class PostgresStore(SqlStore):
         with self._conn.transaction(), self._conn.cursor() as cur:
             yield cur
 
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Any]:
+        with self._conn.cursor() as cur:  # autocommit: the statement is its own transaction
+            yield cur
+
     def close(self) -> None:
         self._conn.close()
 

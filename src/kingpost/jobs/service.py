@@ -197,7 +197,7 @@ class JobService:
             if self.runtime.state is State.READY and (free > 0 or due):
                 try:
                     jobs = await self.store.do("claim", self.owner, self.model, free, s.lease_s, now,
-                                               rerun=s.rerun_interrupted)
+                                               rerun=s.rerun_interrupted, maintain=due)
                 except Exception:
                     logger.exception("claiming jobs failed; retrying in %g s", s.poll_s)
                     jobs = []

@@ -53,5 +53,13 @@ class SqliteStore(SqlStore):
         finally:
             cur.close()
 
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Any]:
+        cur = self._conn.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
     def close(self) -> None:
         self._conn.close()

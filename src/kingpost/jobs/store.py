@@ -38,9 +38,9 @@ class JobStore(Protocol):
         """A queued job becomes cancelled; a running one gets ``cancel_requested`` (its worker stops it)."""
 
     def claim(self, owner: str, model: str, limit: int, lease_s: float, now: float, *,
-              rerun: bool) -> list[JobRecord]:
-        """Expire overdue queued jobs, recover lapsed leases, then lease up to ``limit`` queued jobs
-        (priority, then oldest first) to ``owner``."""
+              rerun: bool, maintain: bool = True) -> list[JobRecord]:
+        """With ``maintain``, expire overdue queued jobs and recover lapsed leases; then lease up to
+        ``limit`` queued jobs (priority, then oldest first) to ``owner``."""
 
     def renew(self, owner: str, job_ids: Sequence[str], until: float) -> list[str]:
         """Extend ``owner``'s leases; return those of ``job_ids`` whose cancellation was asked."""
@@ -80,6 +80,11 @@ class SqlStore:
     real = "REAL"
 
     def _begin(self) -> contextlib.AbstractContextManager[Any]:
+        """A cursor inside a write transaction, committed on exit (rolled back on an exception)."""
+        raise NotImplementedError
+
+    def _read(self) -> contextlib.AbstractContextManager[Any]:
+        """A cursor for one read statement, outside any explicit transaction (one round trip)."""
         raise NotImplementedError
 
     def _execute(self, cur: Any, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -140,7 +145,7 @@ class SqlStore:
         return _record(row), False
 
     def get(self, job_id: str) -> JobRecord | None:
-        with self._tx() as cur:
+        with self._read() as cur:
             row = self._execute(cur, f"SELECT {_SELECT} FROM kingpost_jobs WHERE id = ?", (job_id,)).fetchone()
         return _record(row) if row is not None else None
 
@@ -153,7 +158,7 @@ class SqlStore:
             where.append("status = ?")
             params.append(status)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
-        with self._tx() as cur:
+        with self._read() as cur:
             rows = self._execute(cur, f"SELECT {_SELECT} FROM kingpost_jobs {clause}"
                                       "ORDER BY created_at DESC, id DESC LIMIT ?", (*params, limit)).fetchall()
         return [_record(r) for r in rows]
@@ -170,31 +175,35 @@ class SqlStore:
     # -- running -----------------------------------------------------------------------------------
 
     def claim(self, owner: str, model: str, limit: int, lease_s: float, now: float, *,
-              rerun: bool) -> list[JobRecord]:
+              rerun: bool, maintain: bool = True) -> list[JobRecord]:
         with self._tx() as cur:
-            self._execute(cur, f"""UPDATE kingpost_jobs SET status = 'expired', finished_at = ?, {_WEBHOOK_DUE},
-                error = 'the job waited longer than its max_time_in_queue_seconds and was not run.'
-                WHERE model = ? AND status = 'queued' AND expires_at < ?""", (now, now, model, now))
-            lapsed = "model = ? AND status = 'running' AND lease_until < ?"
-            self._execute(cur, f"""UPDATE kingpost_jobs SET status = 'cancelled', finished_at = ?, lease_owner = NULL,
-                {_WEBHOOK_DUE} WHERE {lapsed} AND cancel_requested = 1""", (now, now, model, now))
-            if rerun:
-                self._execute(cur, f"""UPDATE kingpost_jobs SET status = 'queued', lease_owner = NULL,
-                    lease_until = NULL, run_after = ? WHERE {lapsed}""", (now, model, now))
-            else:
-                self._execute(cur, f"""UPDATE kingpost_jobs SET status = 'interrupted', finished_at = ?,
-                    lease_owner = NULL, {_WEBHOOK_DUE},
-                    error = ? WHERE {lapsed}""", (now, now, _INTERRUPTED, model, now))
+            if maintain:
+                self._maintain(cur, model, now, rerun=rerun)
             if limit <= 0:
                 return []
             rows = self._execute(cur, f"""UPDATE kingpost_jobs SET status = 'running', lease_owner = ?,
                 lease_until = ?, attempts = attempts + 1, started_at = ?
                 WHERE id IN (SELECT id FROM kingpost_jobs WHERE model = ? AND status = 'queued' AND run_after <= ?
-                             ORDER BY priority, created_at, id LIMIT ?{self.lock_rows})
-                RETURNING {_SELECT}""", (owner, now + lease_s, now, model, now, limit)).fetchall()
+                             AND expires_at >= ? ORDER BY priority, created_at, id LIMIT ?{self.lock_rows})
+                RETURNING {_SELECT}""", (owner, now + lease_s, now, model, now, now, limit)).fetchall()
         jobs = [_record(r) for r in rows]
         jobs.sort(key=lambda j: (j.priority, j.created_at, j.id))
         return jobs
+
+    def _maintain(self, cur: Any, model: str, now: float, *, rerun: bool) -> None:
+        """Expire overdue queued jobs; settle or requeue running jobs whose lease lapsed."""
+        self._execute(cur, f"""UPDATE kingpost_jobs SET status = 'expired', finished_at = ?, {_WEBHOOK_DUE},
+            error = 'the job waited longer than its max_time_in_queue_seconds and was not run.'
+            WHERE model = ? AND status = 'queued' AND expires_at < ?""", (now, now, model, now))
+        lapsed = "model = ? AND status = 'running' AND lease_until < ?"
+        self._execute(cur, f"""UPDATE kingpost_jobs SET status = 'cancelled', finished_at = ?, lease_owner = NULL,
+            {_WEBHOOK_DUE} WHERE {lapsed} AND cancel_requested = 1""", (now, now, model, now))
+        if rerun:
+            self._execute(cur, f"""UPDATE kingpost_jobs SET status = 'queued', lease_owner = NULL,
+                lease_until = NULL, run_after = ? WHERE {lapsed}""", (now, model, now))
+        else:
+            self._execute(cur, f"""UPDATE kingpost_jobs SET status = 'interrupted', finished_at = ?,
+                lease_owner = NULL, {_WEBHOOK_DUE}, error = ? WHERE {lapsed}""", (now, now, _INTERRUPTED, model, now))
 
     def renew(self, owner: str, job_ids: Sequence[str], until: float) -> list[str]:
         if not job_ids:
@@ -232,7 +241,7 @@ class SqlStore:
                 self._execute(cur, "UPDATE kingpost_jobs SET streamed = 1 WHERE id = ?", (job_id,))
 
     def chunks(self, job_id: str) -> list[bytes]:
-        with self._tx() as cur:
+        with self._read() as cur:
             rows = self._execute(cur, "SELECT data FROM kingpost_job_chunks WHERE job_id = ? ORDER BY seq",
                                  (job_id,)).fetchall()
         return [bytes(r[0]) for r in rows]
@@ -256,7 +265,7 @@ class SqlStore:
                 (json.dumps(log), state, next_at, job_id, owner))
 
     def counts(self, model: str) -> dict[str, int]:
-        with self._tx() as cur:
+        with self._read() as cur:
             rows = self._execute(cur, "SELECT status, COUNT(*) FROM kingpost_jobs WHERE model = ? "
                                       "AND status IN ('queued', 'running') GROUP BY status", (model,)).fetchall()
         return {status: int(n) for status, n in rows}
