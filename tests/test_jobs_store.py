@@ -208,3 +208,25 @@ def test_purge_deletes_old_finished_jobs_but_keeps_undelivered_webhooks(opener: 
     assert store.get(done) is None and store.chunks(done) == []
     assert store.get(owed) is not None and store.get(live) is not None
     assert store.counts("m") == {"queued": 1}
+
+
+def test_the_inline_sqlite_handle_never_waits_for_a_lock(tmp_path: Path) -> None:
+    from kingpost.jobs.sqlite import SqliteStore
+    from kingpost.jobs.store import StoreBusy
+
+    store = SqliteStore(tmp_path / "jobs")
+    inline = store.inline()
+    other = SqliteStore(tmp_path / "jobs")  # another process, say, in the middle of a claim
+    try:
+        job_id = add(inline, 1, 0.0)
+        with other._begin() as cur:
+            cur.execute("UPDATE kingpost_jobs SET priority = 2")
+            with pytest.raises(StoreBusy):
+                add(inline, 2, 0.0)
+            assert inline.get(job_id) is not None  # a WAL reader is not blocked by the writer
+        assert inline.get(job_id).priority == 2  # type: ignore[union-attr]
+        add(inline, 3, 0.0)
+        store.checkpoint()
+    finally:
+        for s in (store, inline, other):
+            s.close()

@@ -25,7 +25,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from kingpost import codecs
@@ -33,7 +33,7 @@ from kingpost.errors import InputError, KingpostError, ModelError, NotReadyError
 from kingpost.jobs import webhooks
 from kingpost.jobs.record import JobRecord, JobStatus, Submit, iso
 from kingpost.jobs.settings import JobSettings
-from kingpost.jobs.store import JobStore
+from kingpost.jobs.store import JobStore, StoreBusy
 from kingpost.predictor import ChunkStream
 from kingpost.runtime import Runtime
 from kingpost.types import State
@@ -54,26 +54,40 @@ def open_store(location: str) -> JobStore:
 
 
 class StoreThread:
-    """The store, used from one thread of its own so the event loop never waits on the database."""
+    """The store, called on the event loop where it can answer at once (SQLite when no other process
+    holds its lock: see :mod:`kingpost.jobs.sqlite`), else on one thread of its own, so the loop
+    never waits on a lock or the network."""
 
     def __init__(self, location: str) -> None:
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kingpost-jobs-store")
         self._location = location
         self.store: JobStore | None = None
+        self._inline: JobStore | None = None
 
     async def open(self) -> None:
-        self.store = await self.call(open_store, self._location)
+        self.store = store = await self.call(open_store, self._location)
+        self._inline = await self.call(store.inline)
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
         return asyncio.wrap_future(self._pool.submit(fn, *args, **kwargs))
 
-    def do(self, method: str, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+    async def do(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if self._inline is not None:
+            try:
+                return getattr(self._inline, method)(*args, **kwargs)
+            except StoreBusy:
+                pass
         assert self.store is not None
-        return self.call(getattr(self.store, method), *args, **kwargs)
+        return await self.call(getattr(self.store, method), *args, **kwargs)
+
+    async def on_thread(self, method: str, *args: Any) -> Any:
+        assert self.store is not None
+        return await self.call(getattr(self.store, method), *args)
 
     def close(self) -> None:
-        if self.store is not None:
-            self._pool.submit(self.store.close)
+        for store in (self._inline, self.store):
+            if store is not None:
+                self._pool.submit(store.close)
         self._pool.shutdown(wait=True)
 
 
@@ -286,11 +300,12 @@ class JobService:
         if job.webhook_endpoint is not None:
             self._webhook_wake.set()
 
-    async def _try(self, future: asyncio.Future[T]) -> T | None:
+    async def _try(self, call: Awaitable[T]) -> T | None:
+        task = asyncio.ensure_future(call)
         try:
-            return await asyncio.shield(future)
+            return await asyncio.shield(task)
         except asyncio.CancelledError:
-            return await future  # stopping: let the write land, it is quick
+            return await task  # stopping: let the write land, it is quick
         except Exception:
             logger.exception("the jobs database refused a write")
             return None
@@ -366,6 +381,7 @@ class JobService:
         while True:
             try:
                 self.counts = await self.store.do("counts", self.model)
+                await self.store.on_thread("checkpoint")
                 if time.time() - last_purge > min(s.retention_s / 10, 3600):
                     last_purge = time.time()
                     purged = await self.store.do("purge", time.time() - s.retention_s)

@@ -23,6 +23,10 @@ COLUMNS = ("id", "model", "status", "priority", "input", "created_at", "expires_
 _SELECT = ", ".join(COLUMNS)
 
 
+class StoreBusy(Exception):
+    """An inline store (see :meth:`SqlStore.inline`) could not answer without waiting for a lock."""
+
+
 class JobStore(Protocol):
     """What the scheduler, the HTTP routes and job handles need of a store."""
 
@@ -68,6 +72,13 @@ class JobStore(Protocol):
     def purge(self, before: float) -> int:
         """Delete finished jobs (and their chunks) finished before ``before`` whose webhook is settled."""
 
+    def inline(self) -> JobStore | None:
+        """A second handle that answers on the caller's thread without ever waiting (raising
+        :class:`StoreBusy` instead), or None where every call may wait (a network database)."""
+
+    def checkpoint(self) -> None:
+        """Housekeeping the backend needs now and then (SQLite: fold the WAL into the database)."""
+
     def close(self) -> None: ...
 
 
@@ -86,6 +97,12 @@ class SqlStore:
     def _read(self) -> contextlib.AbstractContextManager[Any]:
         """A cursor for one read statement, outside any explicit transaction (one round trip)."""
         raise NotImplementedError
+
+    def inline(self) -> JobStore | None:
+        return None
+
+    def checkpoint(self) -> None:
+        return None
 
     def _execute(self, cur: Any, sql: str, params: Sequence[Any] = ()) -> Any:
         if self.placeholder != "?":
