@@ -93,16 +93,20 @@ def test_500_jobs_at_concurrency_32_while_synchronous_requests_keep_their_latenc
 
 
 def test_a_synchronous_request_waits_behind_at_most_one_job(client: httpx.Client) -> None:
-    ids = [submit(client, {"i": i, "sleep_ms": 150}) for i in range(8)]  # 1.2 s of jobs, one slot
+    ids = [submit(client, {"i": i, "sleep_ms": 150}) for i in range(10)]  # 1.5 s of jobs, one slot
     wait_job(client, ids[0], {"running", "succeeded"})
     start = time.perf_counter()
     answer = client.post("/v1/models/model:predict", json={"i": "sync"})
     waited = time.perf_counter() - start
     assert answer.status_code == 200
     # Jobs take at most half the slots (here the one slot, but never the queue behind it): the
-    # request waits for the job predicting now (<= 150 ms), not for the seven queued jobs.
+    # request waits for the job predicting now (<= 150 ms), not for the nine queued jobs.
     assert waited < 0.5, waited
     assert client.get(f"/v1/jobs/{ids[-1]}").json()["status"] == "queued"
+    deadline = time.monotonic() + 1.2  # /metrics refreshes the counts every second
+    while "kingpost_jobs_queue_depth 0\n" in client.get("/metrics").text:
+        assert time.monotonic() < deadline, "the queue depth never showed the queued jobs"
+        time.sleep(0.05)
     for job_id in ids:
         assert wait_job(client, job_id)["status"] == "succeeded"
 
