@@ -230,3 +230,21 @@ def test_the_inline_sqlite_handle_never_waits_for_a_lock(tmp_path: Path) -> None
     finally:
         for s in (store, inline, other):
             s.close()
+
+
+def test_the_postgres_store_reconnects_after_its_connection_is_dropped(postgres_url: str) -> None:
+    import psycopg
+
+    from kingpost.jobs.postgres import PostgresStore
+
+    store = PostgresStore(postgres_url)
+    try:
+        job_id = add(store, 1, 0.0)
+        pid = store._conn.info.backend_pid
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(psycopg.OperationalError):
+            store.get(job_id)  # the call that met the dropped connection fails: its outcome is unknown
+        assert store.get(job_id) is not None  # the next one reconnects
+    finally:
+        store.close()

@@ -27,8 +27,9 @@ class PostgresStore(SqlStore):
             raise KingpostError("a postgresql:// jobs database needs psycopg 3: pip install 'psycopg[binary]'.") \
                 from exc
         self._psycopg = psycopg
+        self._url = url
         try:
-            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            self._conn = self._connect()
             with self._conn.transaction():  # two servers starting at once must not both create the tables
                 self._conn.execute("SELECT pg_advisory_xact_lock(7155001)")
                 for statement in self.schema():
@@ -37,14 +38,26 @@ class PostgresStore(SqlStore):
             detail = " ".join(str(exc).split()).rstrip(".")  # psycopg's message spans lines
             raise KingpostError(f"cannot open the jobs database {_redact(url)}: {detail}.") from exc
 
+    def _connect(self) -> Any:
+        return self._psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+
+    def _live(self) -> Any:
+        """The connection, made again if the last one broke (a restarted server, a dropped link).
+        A call that failed with the old one is not retried: its outcome is unknown, and the
+        service's loops try again at their next tick."""
+        if self._conn.closed or self._conn.broken:
+            self._conn = self._connect()
+        return self._conn
+
     @contextlib.contextmanager
     def _begin(self) -> Iterator[Any]:
-        with self._conn.transaction(), self._conn.cursor() as cur:
+        conn = self._live()
+        with conn.transaction(), conn.cursor() as cur:
             yield cur
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Any]:
-        with self._conn.cursor() as cur:  # autocommit: the statement is its own transaction
+        with self._live().cursor() as cur:  # autocommit: the statement is its own transaction
             yield cur
 
     def close(self) -> None:
