@@ -111,6 +111,40 @@ def test_a_synchronous_request_waits_behind_at_most_one_job(client: httpx.Client
         assert wait_job(client, job_id)["status"] == "succeeded"
 
 
+def test_jobs_run_by_priority_then_oldest_first(client: httpx.Client, tmp_path: Path) -> None:
+    gate, log = tmp_path / "gate", tmp_path / "log"
+    blocker = submit(client, {"i": "blocker", "gate": str(gate)})
+    wait_job(client, blocker, {"running"})
+    order = [("p2-old", 2), ("p1-old", 1), ("p0", 0), ("p1-new", 1), ("p2-new", 2)]
+    ids = [submit(client, {"i": name, "log": str(log)}, priority=p) for name, p in order]
+    gate.touch()
+    for job_id in ids:
+        wait_job(client, job_id)
+    assert log.read_text().split() == ["p0", "p1-old", "p1-new", "p2-old", "p2-new"]
+
+
+def test_the_job_routes_are_described_in_openapi(client: httpx.Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/models/{model_name}:async_predict", "/v1/jobs", "/v1/jobs/{job_id}"} <= set(paths)
+    assert set(paths["/v1/jobs/{job_id}"]) == {"get", "delete"}
+
+
+def test_jobs_share_batches_with_synchronous_requests(serve: Any, tmp_path: Path) -> None:
+    server = serve(bundle_path("batch_tagged"), "--jobs-dir", str(tmp_path / "jobs"))
+    with httpx.Client(base_url=server.url, timeout=30, limits=httpx.Limits(max_connections=40)) as http, \
+            ThreadPoolExecutor(16) as pool:
+        ids = [submit(http, {"tag": f"job-{i}", "value": i}) for i in range(24)]
+        sync = list(pool.map(lambda i: http.post("/v1/models/model:predict", json={"tag": f"s-{i}", "value": i}),
+                             range(16)))
+        jobs = [wait_job(http, job_id) for job_id in ids]
+    assert [j["output"]["double"] for j in jobs] == [2 * i for i in range(24)]
+    assert [a.json()["double"] for a in sync] == [2 * i for i in range(16)]
+    # Through the batcher: jobs ran several to a batch (at most share 0.5 x max_batch_size 8 = 4 jobs
+    # in the runtime at once), and never more than one batch at a time.
+    assert max(j["output"]["batch"] for j in jobs) > 1
+    assert max(j["output"]["max_active"] for j in jobs) == 1
+
+
 def test_a_repeated_idempotency_key_returns_the_first_job(client: httpx.Client) -> None:
     headers = {"Idempotency-Key": f"key-{time.time()}"}
     first = client.post(SUBMIT, json={"model_input": {"i": "a"}}, headers=headers)

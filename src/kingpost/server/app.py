@@ -34,7 +34,7 @@ from kingpost.server.accesslog import AccessLog
 from kingpost.server.http import METHOD_NOT_ALLOWED, NOT_FOUND, error_answer, status_of
 from kingpost.server.http import header as _header
 from kingpost.server.http import respond as _respond
-from kingpost.server.jobs import JobRoutes
+from kingpost.server.jobs import JobRoutes, openapi_paths
 from kingpost.server.metrics import ServerMetrics
 from kingpost.server.models import Models
 from kingpost.server.playground import Playground
@@ -87,6 +87,8 @@ class App:
             models.on_unload.append(self._forget)
         self._answered = self.metrics.answered
         spec = v2_openapi(openapi.spec(runtime.config, runtime.bundle_dir.name))
+        if jobs is not None:
+            spec["paths"].update(openapi_paths())
         self._openapi = codecs.encode_json(spec)
         self.reload_error: str | None = None  # why the last reload failed (serve --reload), shown to users
         self.reloader: Reloader | None = None  # set by `kingpost serve --reload`

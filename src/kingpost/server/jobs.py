@@ -157,6 +157,44 @@ class JobRoutes:
         await _answer(send, 200 if job.status.finished else 202, await service.view(job))
 
 
+def openapi_paths() -> dict[str, Any]:
+    """The job routes for ``/openapi.json`` (added only when jobs are on)."""
+    error = {"description": "", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    job_id = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    retry = {"type": "object", "properties": {
+        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 10},
+        "initial_delay_ms": {"type": "integer", "minimum": 0, "maximum": 10000},
+        "max_delay_ms": {"type": "integer", "minimum": 0, "maximum": 60000}}}
+    submit = {"type": "object", "required": ["model_input"], "properties": {
+        "model_input": {}, "webhook_endpoint": {"type": "string", "format": "uri"},
+        "priority": {"type": "integer", "minimum": 0, "maximum": 2, "default": 1},
+        "max_time_in_queue_seconds": {"type": "integer", "minimum": 1, "maximum": 259200, "default": 600},
+        "inference_retry_config": retry}}
+    job = {"description": "The job: status, timestamps, attempts, error, output, chunks, webhook attempts.",
+           "content": {"application/json": {"schema": {"type": "object"}}}}
+    return {
+        "/v1/models/{model_name}:async_predict": {"post": {
+            "summary": "Submit an async job (Baseten's body; optional Idempotency-Key header)",
+            "parameters": [{"name": "model_name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": submit}}},
+            "responses": {"201": {"description": "Stored; {\"request_id\"}."},
+                          "200": {"description": "A repeated Idempotency-Key: the first job's id."},
+                          "400": {**error, "description": "A bad field, named."}}}},
+        "/v1/jobs": {"get": {
+            "summary": "List jobs, newest first",
+            "parameters": [{"name": "status", "in": "query", "schema": {"type": "string"}},
+                           {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100}}],
+            "responses": {"200": {"description": "{\"jobs\": [...]}"}}}},
+        "/v1/jobs/{job_id}": {
+            "get": {"summary": "A job", "parameters": job_id,
+                    "responses": {"200": job, "404": {**error, "description": "No such job."}}},
+            "delete": {"summary": "Cancel a job", "parameters": job_id,
+                       "responses": {"200": job, "202": {**job, "description": "Running: being stopped."},
+                                     "404": {**error, "description": "No such job."},
+                                     "409": {**error, "description": "It already ended."}}}},
+    }
+
+
 def _output(job: JobRecord) -> Any:
     return codecs.decode_msgpack(job.output) if job.output is not None else None
 
