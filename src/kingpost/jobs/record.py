@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
+from kingpost import defaults
 from kingpost.errors import InputError
 
 
@@ -36,8 +37,8 @@ class JobStatus(str, enum.Enum):
 
 FINISHED = tuple(s.value for s in JobStatus if s.finished)
 
-DEFAULT_PRIORITY = 1
-DEFAULT_QUEUE_SECONDS = 600
+DEFAULT_PRIORITY = defaults.JOB_PRIORITY
+DEFAULT_QUEUE_SECONDS = defaults.JOB_QUEUE_S
 MAX_QUEUE_SECONDS = 72 * 3600
 
 

@@ -34,7 +34,7 @@ from kingpost.jobs import webhooks
 from kingpost.jobs.record import JobRecord, JobStatus, Submit, iso
 from kingpost.jobs.settings import JobSettings
 from kingpost.jobs.store import JobStore, StoreBusy
-from kingpost.predictor import ChunkStream
+from kingpost.predictor.streams import ChunkStream
 from kingpost.runtime import Runtime
 from kingpost.types import State
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kingpost import defaults
 from kingpost.errors import ConfigError
 
 OFF_SENTENCE = ("async jobs are off on this server; start it with --jobs-dir DIR (or KINGPOST_JOBS_DIR) "
@@ -36,15 +37,15 @@ OFF_SENTENCE = ("async jobs are off on this server; start it with --jobs-dir DIR
 @dataclass(frozen=True)
 class JobSettings:
     location: str | None = None
-    share: float = 0.5
-    rerun_interrupted: bool = True
-    lease_s: float = 30.0
-    poll_s: float = 0.5
-    retention_s: float = 7 * 24 * 3600
+    share: float = defaults.JOBS_SHARE
+    rerun_interrupted: bool = defaults.JOBS_RERUN
+    lease_s: float = defaults.JOBS_LEASE_S
+    poll_s: float = defaults.JOBS_POLL_S
+    retention_s: float = defaults.JOBS_RETENTION_S
     webhook_secret: str | None = dataclasses.field(default=None, repr=False)
-    webhook_attempts: int = 8
-    webhook_delay_s: float = 1.0
-    webhook_timeout_s: float = 10.0
+    webhook_attempts: int = defaults.WEBHOOK_ATTEMPTS
+    webhook_delay_s: float = defaults.WEBHOOK_DELAY_S
+    webhook_timeout_s: float = defaults.WEBHOOK_TIMEOUT_S
 
     @property
     def enabled(self) -> bool:

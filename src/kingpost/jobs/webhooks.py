@@ -21,12 +21,12 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from kingpost import codecs
+from kingpost import codecs, defaults
 from kingpost.jobs.record import JobRecord, JobStatus, iso
 
 SIGNATURE_HEADER = "X-Kingpost-Signature"
 TIMESTAMP_HEADER = "X-Kingpost-Timestamp"
-MAX_DELAY_S = 300.0
+MAX_DELAY_S = defaults.WEBHOOK_MAX_DELAY_S
 
 
 def payload(job: JobRecord, output: Any) -> bytes:
