@@ -380,11 +380,11 @@ class JobService:
         last_purge = 0.0
         while True:
             try:
-                self.counts = await self.store.do("counts", self.model)
+                self.counts = await self.store.on_thread("counts", self.model)  # a count, off the loop
                 await self.store.on_thread("checkpoint")
                 if time.time() - last_purge > min(s.retention_s / 10, 3600):
                     last_purge = time.time()
-                    purged = await self.store.do("purge", time.time() - s.retention_s)
+                    purged = await self.store.on_thread("purge", time.time() - s.retention_s)  # may be long
                     if purged:
                         logger.info("deleted %d finished jobs older than %g s", purged, s.retention_s)
             except Exception:

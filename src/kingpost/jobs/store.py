@@ -127,8 +127,10 @@ class SqlStore:
                 cancel_requested INTEGER NOT NULL DEFAULT 0, idempotency_key TEXT, webhook_endpoint TEXT,
                 webhook_state TEXT, webhook_next_at {r}, webhook_log TEXT NOT NULL DEFAULT '[]',
                 webhook_owner TEXT, webhook_until {r}, streamed INTEGER NOT NULL DEFAULT 0)""",
-            "CREATE INDEX IF NOT EXISTS kingpost_jobs_queue ON kingpost_jobs (model, status, priority, created_at)",
+            "CREATE INDEX IF NOT EXISTS kingpost_jobs_queue ON kingpost_jobs (model, status, priority, created_at, id)",
             "CREATE INDEX IF NOT EXISTS kingpost_jobs_recent ON kingpost_jobs (model, status, created_at)",
+            "CREATE INDEX IF NOT EXISTS kingpost_jobs_all ON kingpost_jobs (model, created_at)",
+            "CREATE INDEX IF NOT EXISTS kingpost_jobs_expiry ON kingpost_jobs (model, status, expires_at)",
             "CREATE INDEX IF NOT EXISTS kingpost_jobs_finished ON kingpost_jobs (finished_at)",
             "CREATE INDEX IF NOT EXISTS kingpost_jobs_webhooks ON kingpost_jobs (webhook_state, webhook_next_at)",
             "CREATE UNIQUE INDEX IF NOT EXISTS kingpost_jobs_idempotency ON kingpost_jobs (model, idempotency_key)",
@@ -193,6 +195,8 @@ class SqlStore:
 
     def claim(self, owner: str, model: str, limit: int, lease_s: float, now: float, *,
               rerun: bool, maintain: bool = True) -> list[JobRecord]:
+        # "+run_after", "+expires_at": no index on those (a unary plus hides the column from SQLite's
+        # planner), so the queue index walks jobs in claim order and stops at LIMIT.
         with self._tx() as cur:
             if maintain:
                 self._maintain(cur, model, now, rerun=rerun)
@@ -200,8 +204,8 @@ class SqlStore:
                 return []
             rows = self._execute(cur, f"""UPDATE kingpost_jobs SET status = 'running', lease_owner = ?,
                 lease_until = ?, attempts = attempts + 1, started_at = ?
-                WHERE id IN (SELECT id FROM kingpost_jobs WHERE model = ? AND status = 'queued' AND run_after <= ?
-                             AND expires_at >= ? ORDER BY priority, created_at, id LIMIT ?{self.lock_rows})
+                WHERE id IN (SELECT id FROM kingpost_jobs WHERE model = ? AND status = 'queued' AND +run_after <= ?
+                             AND +expires_at >= ? ORDER BY priority, created_at, id LIMIT ?{self.lock_rows})
                 RETURNING {_SELECT}""", (owner, now + lease_s, now, model, now, now, limit)).fetchall()
         jobs = [_record(r) for r in rows]
         jobs.sort(key=lambda j: (j.priority, j.created_at, j.id))
