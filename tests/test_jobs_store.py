@@ -248,3 +248,23 @@ def test_the_postgres_store_reconnects_after_its_connection_is_dropped(postgres_
         assert store.get(job_id) is not None  # the next one reconnects
     finally:
         store.close()
+
+
+def test_a_sqlite_claim_walks_the_queue_index_without_sorting_the_backlog(tmp_path: Path) -> None:
+    import re
+
+    from kingpost.jobs.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "jobs")
+    try:
+        captured: list[str] = []
+        store._conn.set_trace_callback(captured.append)
+        store.claim("w", "m", 1, 30, 1.0, rerun=True, maintain=False)
+        store._conn.set_trace_callback(None)
+        update = next(sql for sql in captured if sql.lstrip().startswith("UPDATE"))
+        plan = [row[3] for row in store._conn.execute("EXPLAIN QUERY PLAN " + re.sub(r"RETURNING .*", "", update,
+                                                                                       flags=re.S))]
+        assert any("kingpost_jobs_queue" in step for step in plan), plan
+        assert not any("TEMP B-TREE" in step for step in plan), plan  # a sort would touch every queued job
+    finally:
+        store.close()
