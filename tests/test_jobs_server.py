@@ -251,6 +251,27 @@ def test_a_webhook_failing_twice_is_delivered_once_signed(client: httpx.Client) 
     assert attempts[0]["error"] == "the endpoint answered 500" and attempts[2]["error"] is None
 
 
+def test_a_failed_job_webhook_carries_the_error_and_no_data(client: httpx.Client, tmp_path: Path) -> None:
+    with Receiver(failures=0).running() as receiver:
+        job_id = submit(client, {"fail": str(tmp_path / "f"), "times": 1}, webhook_endpoint=receiver.url)
+        deadline = time.monotonic() + 20
+        while not receiver.calls:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    body = json.loads(receiver.calls[0][1])
+    assert (body["request_id"], body["status"], body["data"]) == (job_id, "failed", None)
+    assert body["errors"][0]["code"] == "failed" and "predict raised" in body["errors"][0]["message"]
+
+
+def test_prefer_respond_async_takes_a_msgpack_body(client: httpx.Client) -> None:
+    import msgpack
+
+    answer = client.post("/v1/models/model:predict", content=msgpack.packb({"i": "packed"}),
+                         headers={"Prefer": "respond-async", "Content-Type": "application/msgpack"})
+    assert answer.status_code == 202
+    assert wait_job(client, answer.json()["request_id"])["output"]["echo"] == {"i": "packed"}
+
+
 def test_a_webhook_needs_a_signing_secret(tmp_path: Path) -> None:
     with serving(bundle_path("jobs_probe"), "--jobs-dir", str(tmp_path / "jobs")) as bare, \
             httpx.Client(base_url=bare.url) as http:
