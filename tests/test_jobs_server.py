@@ -179,6 +179,20 @@ def test_a_bad_submit_is_a_400_with_one_sentence(client: httpx.Client, body: Any
     assert sentence in answer.json()["error"]
 
 
+def test_get_with_wait_answers_when_the_job_ends(client: httpx.Client, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    job_id = submit(client, {"i": "waited", "gate": str(gate)})
+    wait_job(client, job_id, {"running"})
+    start = time.monotonic()
+    assert client.get(f"/v1/jobs/{job_id}", params={"wait": "0.3"}).json()["status"] == "running"
+    assert 0.3 <= time.monotonic() - start < 2
+    threading.Timer(0.3, gate.touch).start()
+    start = time.monotonic()
+    job = client.get(f"/v1/jobs/{job_id}", params={"wait": "20"}).json()
+    assert job["status"] == "succeeded" and time.monotonic() - start < 5
+    assert client.get(f"/v1/jobs/{job_id}", params={"wait": "61"}).status_code == 400
+
+
 def test_unknown_jobs_and_bad_list_queries(client: httpx.Client) -> None:
     assert client.get("/v1/jobs/nope").status_code == 404
     assert "no job nope" in client.delete("/v1/jobs/nope").json()["error"]

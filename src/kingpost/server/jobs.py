@@ -5,7 +5,8 @@
 - ``POST /v1/models/<name>:predict`` with ``Prefer: respond-async`` (Cog's convention; the body is
   the input): 202 ``{"request_id", "status"}``.
 - ``GET /v1/jobs/<id>`` (alias ``/async_request/<id>``): status, timestamps, error, output, chunks,
-  webhook attempts. ``GET /v1/jobs?status=queued&limit=100``: ``{"jobs": [...]}``, newest first.
+  webhook attempts; ``?wait=S`` (at most 60) answers as soon as the job has ended, or after S
+  seconds. ``GET /v1/jobs?status=queued&limit=100``: ``{"jobs": [...]}``, newest first.
 - ``DELETE /v1/jobs/<id>`` (alias ``/async_request/<id>``): 200 cancelled; 202 a running job is
   being stopped; 409 it already ended.
 
@@ -16,7 +17,9 @@ the predict route does not look for ``Prefer``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -38,6 +41,7 @@ logger = logging.getLogger("kingpost.server")
 Handler = Callable[[Scope, Receive, Send, "Runtime"], Awaitable[None]]
 _JSON = b"application/json"
 _LIST_LIMIT = 1000
+MAX_WAIT_S = 60.0  # GET /v1/jobs/<id>?wait=S holds the request at most this long
 
 
 class JobRoutes:
@@ -126,7 +130,22 @@ class JobRoutes:
             await _answer(send, 202 if created else 200, {"request_id": job.id, "status": job.status.value}, headers)
 
     async def _get(self, service: JobService, scope: Scope, receive: Receive, send: Send, *, job_id: str) -> None:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        raw_wait = query.get("wait", ["0"])[-1]
+        try:
+            wait = float(raw_wait)
+        except ValueError:
+            wait = -1.0
+        if not 0 <= wait <= MAX_WAIT_S:
+            raise InputError(f"wait: expected seconds from 0 to {MAX_WAIT_S:g}, found {raw_wait!r}.")
         job = await service.get(job_id)
+        deadline = time.monotonic() + wait
+        pause = 0.002
+        while job is not None and not job.status.finished and time.monotonic() < deadline:
+            # A long poll: the store is asked again, more rarely as time goes by (at most every 50 ms).
+            await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0)))
+            pause = min(pause * 2, 0.05)
+            job = await service.get(job_id)
         if job is None:
             await _answer(send, 404, {"error": _missing(job_id)})
             return
@@ -186,7 +205,9 @@ def openapi_paths() -> dict[str, Any]:
                            {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100}}],
             "responses": {"200": {"description": "{\"jobs\": [...]}"}}}},
         "/v1/jobs/{job_id}": {
-            "get": {"summary": "A job", "parameters": job_id,
+            "get": {"summary": "A job; with wait=S, once it has ended or after S seconds (at most 60)",
+                    "parameters": [*job_id, {"name": "wait", "in": "query", "schema": {"type": "number",
+                                                                                       "maximum": MAX_WAIT_S}}],
                     "responses": {"200": job, "404": {**error, "description": "No such job."}}},
             "delete": {"summary": "Cancel a job", "parameters": job_id,
                        "responses": {"200": job, "202": {**job, "description": "Running: being stopped."},
