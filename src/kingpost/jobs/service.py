@@ -127,6 +127,9 @@ class JobService:
         """Claim nothing more, give running jobs ``grace_s`` to finish, then stop the rest: each goes
         back to the queue for another worker (or the next start), uncounted; with reruns off
         (``KINGPOST_JOBS_RERUN=0``) it ends ``interrupted`` instead, since its predict may have begun."""
+        if not self._loops:  # never started (its store could not be opened)
+            await asyncio.get_running_loop().run_in_executor(None, self.store.close)
+            return
         claim, lease, *others = self._loops
         for task in (claim, *others, *self._deliveries):
             task.cancel()  # an undelivered webhook stays due: it is sent after the next start
