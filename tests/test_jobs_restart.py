@@ -137,3 +137,44 @@ def test_a_job_that_finishes_within_the_grace_period_is_kept(serve: Callable[...
     with httpx.Client(base_url=again.url, timeout=30) as http:
         job = http.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "succeeded" and job["output"]["pid"] == server.pid
+
+
+def test_a_webhook_still_owed_at_a_sigkill_is_delivered_after_the_restart(serve: Callable[..., Server],
+                                                                           tmp_path: Path) -> None:
+    from jobs_helpers import Receiver
+    from kingpost.jobs import webhooks
+
+    store = ["--jobs-dir", str(tmp_path / "jobs"), "--webhook-secret", "from-the-flag"]
+    env = {"KINGPOST_WEBHOOK_DELAY_S": "0.05", "KINGPOST_JOBS_POLL_S": "0.1"}
+    with Receiver(failures=1000).running() as receiver:  # down, as far as kingpost can tell
+        first = serve(bundle_path("jobs_probe"), *store, env=env)
+        with httpx.Client(base_url=first.url, timeout=30) as http:
+            job_id = http.post(SUBMIT, json={"model_input": {"i": "owed"}, "webhook_endpoint": receiver.url}).json()[
+                "request_id"]
+            first.wait_until(lambda: len(receiver.calls) >= 2, "two failed deliveries")
+        first.kill()
+        receiver.failures = 0  # the receiver is back
+        failed_before = len(receiver.calls)
+        second = serve(bundle_path("jobs_probe"), *store, env=env)
+        with httpx.Client(base_url=second.url, timeout=30) as http:
+            second.wait_until(lambda: http.get(f"/v1/jobs/{job_id}").json()["webhook"]["state"] == "delivered",
+                              "the webhook to be delivered after the restart")
+            job = http.get(f"/v1/jobs/{job_id}").json()
+        time.sleep(0.3)
+        calls = list(receiver.calls)
+    assert [status for _, _, status in calls[failed_before:]] == [200]  # delivered once
+    headers, body, _ = calls[-1]
+    assert webhooks.verify("from-the-flag", headers["x-kingpost-timestamp"], body, headers["x-kingpost-signature"])
+    assert job["output"]["echo"] == {"i": "owed"}  # the output stored before the kill is kept
+    assert [a["status"] for a in job["webhook"]["attempts"]][-1] == 200
+
+
+def test_finished_jobs_are_deleted_after_their_retention(serve: Callable[..., Server], tmp_path: Path) -> None:
+    server = serve(bundle_path("jobs_probe"), "--jobs-dir", str(tmp_path / "jobs"),
+                   env={"KINGPOST_JOBS_RETENTION_S": "1"})
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        job_id = http.post(SUBMIT, json={"model_input": {"i": 1}}).json()["request_id"]
+        assert wait_job(http, job_id)["status"] == "succeeded"
+        server.wait_until(lambda: http.get(f"/v1/jobs/{job_id}").status_code == 404, "the job to be purged",
+                          timeout=10)
+        assert "deleted after its retention" in http.get(f"/v1/jobs/{job_id}").json()["error"]
