@@ -1,4 +1,4 @@
-"""The PostgreSQL job store, through psycopg 3 (``pip install 'psycopg[binary]'``).
+"""The PostgreSQL job store, through psycopg 3 (``pip install 'kingpost[postgres]'``).
 
 For several machines sharing one queue. Claims use ``FOR UPDATE SKIP LOCKED``, so concurrent
 workers take different jobs without waiting for each other.
@@ -24,7 +24,7 @@ class PostgresStore(SqlStore):
         try:
             import psycopg
         except ImportError as exc:
-            raise KingpostError("a postgresql:// jobs database needs psycopg 3: pip install 'psycopg[binary]'.") \
+            raise KingpostError("a postgresql:// jobs database needs psycopg 3: pip install 'kingpost[postgres]'.") \
                 from exc
         self._psycopg = psycopg
         self._url = url
