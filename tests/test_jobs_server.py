@@ -307,6 +307,7 @@ def test_without_a_jobs_store_the_routes_say_how_to_turn_jobs_on(echo: Server) -
     (["--jobs-database", "mysql://a@b/c"], {}, "error: --jobs-database: expected a postgresql:// URL"),
     (["--jobs-dir", "/proc/no-such-dir"], {}, "error: /proc/no-such-dir/jobs.db: cannot open the jobs database"),
     (["--jobs-dir", "JOBS"], {"KINGPOST_JOBS_SHARE": "2"}, "error: KINGPOST_JOBS_SHARE: expected a number above 0"),
+    (["ECHO", "--jobs-dir", "JOBS"], {}, "error: async jobs serve one bundle per server for now"),
 ])
 def test_a_bad_jobs_setting_is_one_line_and_exit_1(tmp_path: Path, args: list[str], env: dict[str, str],
                                                   sentence: str) -> None:
@@ -314,7 +315,8 @@ def test_a_bad_jobs_setting_is_one_line_and_exit_1(tmp_path: Path, args: list[st
     import subprocess
     import sys
 
-    args = [str(tmp_path / "jobs") if a == "JOBS" else a for a in args]
+    named = {"JOBS": str(tmp_path / "jobs"), "ECHO": str(bundle_path("server_echo"))}
+    args = [named.get(a, a) for a in args]
     done = subprocess.run([sys.executable, "-m", "kingpost", "serve", str(bundle_path("jobs_probe")), "--port", "0",
                            *args], capture_output=True, text=True, timeout=60, env={**os.environ, **env})
     assert done.returncode == 1
