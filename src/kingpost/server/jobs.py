@@ -28,7 +28,7 @@ from kingpost import codecs
 from kingpost.errors import InputError
 from kingpost.jobs.record import JobRecord, JobStatus, make_submit, parse_submit
 from kingpost.jobs.settings import OFF_SENTENCE
-from kingpost.server.http import error_answer
+from kingpost.server.http import JSON, error_answer, respond
 from kingpost.server.routes import Route
 from kingpost.types import Headers, Params, Receive, Scope, Send
 
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("kingpost.server")
 Handler = Callable[[Scope, Receive, Send, "Runtime"], Awaitable[None]]
-_JSON = b"application/json"
 _LIST_LIMIT = 1000
 MAX_WAIT_S = 60.0  # GET /v1/jobs/<id>?wait=S holds the request at most this long
 
@@ -100,7 +99,7 @@ class JobRoutes:
             await fn(self.service, scope, receive, send, **kwargs)
         except Exception as exc:  # noqa: BLE001 - every error becomes an answer; the server keeps serving
             status, body, headers = error_answer(exc, self.app.new_request_id(), debug=self.app.debug)
-            await _send(send, status, body, headers)
+            await respond(send, status, body, extra=headers)
 
     async def _submit_body(self, service: JobService, scope: Scope, receive: Receive, send: Send, *,
                            async_body: bool) -> None:
@@ -115,7 +114,7 @@ class JobRoutes:
                 key = value.decode("latin-1")
         size = int(length) if length is not None and length.isdigit() else -1
         body = await self.app._read_body(receive, size, await receive())
-        binary = content_type is not None and content_type != _JSON and codecs.wants_msgpack(content_type)
+        binary = content_type is not None and content_type != JSON and codecs.wants_msgpack(content_type)
         decoded = codecs.decode_msgpack(body) if binary else codecs.decode_json(body)
         spec = parse_submit(decoded, idempotency_key=key) if async_body else make_submit(decoded, idempotency_key=key)
         job, created = await service.submit(spec)
@@ -225,10 +224,4 @@ def _missing(job_id: str) -> str:
 
 
 async def _answer(send: Send, status: int, payload: Any, extra: Headers | None = None) -> None:
-    await _send(send, status, codecs.encode_json(payload), extra)
-
-
-async def _send(send: Send, status: int, body: bytes, extra: Headers | None) -> None:
-    headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode()), *(extra or [])]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await respond(send, status, codecs.encode_json(payload), extra=extra)
