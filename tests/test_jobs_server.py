@@ -265,6 +265,30 @@ def test_a_webhook_failing_twice_is_delivered_once_signed(client: httpx.Client) 
     assert attempts[0]["error"] == "the endpoint answered 500" and attempts[2]["error"] is None
 
 
+def test_the_client_submits_polls_and_cancels(server: Server, tmp_path: Path) -> None:
+    import kingpost
+
+    gate = tmp_path / "gate"
+    with kingpost.Client(server.url) as remote:
+        handle = remote.submit({"i": "remote"}, priority=0, retry={"max_attempts": 2})
+        assert handle.result(timeout=20)["echo"] == {"i": "remote"}
+        assert remote.job(handle.id)["status"] == "succeeded"
+        again = remote.submit({"i": "other"}, idempotency_key=f"client-{handle.id}")
+        assert remote.submit({"i": "ignored"}, idempotency_key=f"client-{handle.id}").id == again.id
+        blocker = remote.submit({"i": "blocker", "gate": str(gate)})
+        waiting = remote.submit({"i": "waiting"}, priority=2)
+        try:
+            assert waiting.cancel()["status"] == "cancelled"
+            with pytest.raises(kingpost.JobError, match="cancelled"):
+                waiting.result(timeout=5)
+            assert waiting.cancel()["status"] == "cancelled"  # cancelling an ended job shows it as it is
+        finally:
+            gate.touch()
+        assert remote.job(blocker.id, wait=20)["status"] == "succeeded"
+        with pytest.raises(kingpost.RequestError, match="no job nope"):
+            remote.job("nope")
+
+
 def test_a_failed_job_webhook_carries_the_error_and_no_data(client: httpx.Client, tmp_path: Path) -> None:
     with Receiver(failures=0).running() as receiver:
         job_id = submit(client, {"fail": str(tmp_path / "f"), "times": 1}, webhook_endpoint=receiver.url)
