@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
                          "kingpost.codecs_v2"),)),  # V2 tensors, checked against a bundle's signature
     ("loader", (("kingpost.loader",),)),
     ("runtime", (("kingpost.hooks", "kingpost.predictor", "kingpost.runtime", "kingpost.reloading"),)),
+    ("async jobs", (("kingpost.jobs",),)),
     ("front doors", (("kingpost.bundle",), ("kingpost.server",), ("kingpost.check",), ("kingpost.scaffold",),
                      ("kingpost.client",))),
     ("isolated environments", (("kingpost.isolated",),)),

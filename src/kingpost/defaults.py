@@ -41,3 +41,16 @@ CLIENT_WAIT_READY_S = 60.0  # kingpost.Client.wait_ready(timeout=): how long a m
 
 RELOAD_DEBOUNCE_MS = 100  # serve --reload: changes gathered this long into one reload
 RELOAD_RETIRE_TIMEOUT_S = 300.0  # the longest a replaced version waits for its requests (a long stream) to end
+
+# Async jobs (kingpost.jobs.settings: --jobs-dir / --jobs-database turn them on)
+JOB_PRIORITY = 1  # a submit's priority (0 runs first, 2 last)
+JOB_QUEUE_S = 600  # a submit's max_time_in_queue_seconds
+JOBS_SHARE = 0.5  # $KINGPOST_JOBS_SHARE: the share of predict slots jobs may hold (at least one)
+JOBS_RERUN = True  # $KINGPOST_JOBS_RERUN: a job whose worker died runs again (else: interrupted)
+JOBS_LEASE_S = 30.0  # $KINGPOST_JOBS_LEASE_S: a worker's lease on a running job, renewed every third
+JOBS_POLL_S = 0.5  # $KINGPOST_JOBS_POLL_S: how often an idle worker looks for others' jobs and expiries
+JOBS_RETENTION_S = 7 * 24 * 3600.0  # $KINGPOST_JOBS_RETENTION_S: finished jobs and outputs are kept this long
+WEBHOOK_ATTEMPTS = 8  # $KINGPOST_WEBHOOK_ATTEMPTS: deliveries tried in all
+WEBHOOK_DELAY_S = 1.0  # $KINGPOST_WEBHOOK_DELAY_S: the first retry's delay, doubling
+WEBHOOK_MAX_DELAY_S = 300.0  # the cap on that delay
+WEBHOOK_TIMEOUT_S = 10.0  # $KINGPOST_WEBHOOK_TIMEOUT_S: for one delivery's answer

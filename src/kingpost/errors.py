@@ -15,7 +15,8 @@
     │   ├── DeadlineExceeded ... the request ran past runtime.request_timeout_s
     │   ├── ClientGone ......... the caller went away before its answer; nothing is sent
     │   ├── ModelError ......... a user hook raised; `.stage` names which one
-    │   └── UnreachableError ... (kingpost.Client) the server could not be reached, or the connection broke
+    │   ├── UnreachableError ... (kingpost.Client) the server could not be reached, or the connection broke
+    │   └── JobError ........... an async job ended without an output (failed, cancelled, expired, ...)
     └── PackagingError ......... an environment, build context, image or deployment could not be made
 
 Foreign and user errors are translated at the boundary with ``raise X(...) from exc``; their
@@ -116,6 +117,14 @@ class ModelError(RequestError):
 
 class UnreachableError(RequestError):
     """(Client side) no connection to the server could be made, or it broke before the answer came."""
+
+
+class JobError(RequestError):
+    """An async job ended without an output; ``status`` says how (failed, cancelled, expired, interrupted)."""
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class PackagingError(KingpostError):

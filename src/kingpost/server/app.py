@@ -9,6 +9,7 @@
 | GET /openapi.json, /docs                | the API described |
 | GET / (browsers), /playground           | the playground page (``server/playground.py``) |
 | /v2/...                                 | the Open Inference Protocol (``server/v2.py``) |
+| /v1/models/<name>:async_predict, /v1/jobs/... | durable async jobs (``server/jobs.py``; one bundle per server) |
 
 With several bundles (``models``), ``<name>`` picks the model; with one, any name reaches it.
 """
@@ -43,6 +44,7 @@ from kingpost.server.bodies import BodyDecoder
 from kingpost.server.http import METHOD_NOT_ALLOWED, NOT_FOUND, error_answer, status_of
 from kingpost.server.http import header as _header
 from kingpost.server.http import respond as _respond
+from kingpost.server.jobs import JobRoutes, openapi_paths
 from kingpost.server.metrics import ServerMetrics
 from kingpost.server.models import Models
 from kingpost.server.playground import Playground
@@ -54,6 +56,7 @@ from kingpost.stats import RuntimeStats
 from kingpost.types import Headers, Message, Params, Receive, Scope, Send, State, Stream
 
 if TYPE_CHECKING:
+    from kingpost.jobs.service import JobService
     from kingpost.server.reload import Reloader
 
 logger = logging.getLogger("kingpost.server")
@@ -71,15 +74,16 @@ class App:
     def __init__(self, runtime: Runtime, *, debug: bool = False, access_log: bool = True,
                  load_before_serving: bool = False, on_uvicorn: bool = False,
                  on_load_failure: Callable[[ModelLoadError], None] | None = None,
-                 models: Models | None = None, allowed_hosts: frozenset[bytes] | None = None,
-                 on_stuck: Callable[[], None] | None = None) -> None:
+                 models: Models | None = None, jobs: JobService | None = None,
+                 allowed_hosts: frozenset[bytes] | None = None, on_stuck: Callable[[], None] | None = None) -> None:
         """Serve ``runtime``; with ``models``, serve each of them under its name (``runtime`` is the first).
 
         ``on_uvicorn`` says the app runs on uvicorn (``kingpost serve``): a client's disconnect is
         then read from uvicorn's request cycle instead of a watcher task per request. Other hosts
-        (Ray Serve's proxy) get the portable watcher. ``allowed_hosts`` are the Host header values
-        accepted (None: any); ``on_stuck`` is called once predict has made no progress for
-        ``runtime.limits.predict_stuck_s``. The limits are the first (or only) model's.
+        (Ray Serve's proxy) get the portable watcher. ``jobs`` turns the async-job routes on (see
+        :mod:`kingpost.server.jobs`); it starts and stops with the app. ``allowed_hosts`` are the Host
+        header values accepted (None: any); ``on_stuck`` is called once predict has made no progress
+        for ``runtime.limits.predict_stuck_s``. The limits are the first (or only) model's.
         """
         self.runtime = runtime
         self.debug = debug
@@ -107,11 +111,17 @@ class App:
             models.on_unload.append(self._forget)
         self._answered = self.metrics.answered
         spec = v2_openapi(openapi.spec(runtime.config, runtime.bundle_dir.name))
+        if jobs is not None:
+            spec["paths"].update(openapi_paths())
         self._openapi = codecs.encode_json(spec)
         self.reload_error: str | None = None  # why the last reload failed (serve --reload), shown to users
         self.reloader: Reloader | None = None  # set by `kingpost serve --reload`
         self.playground = Playground(self, spec)
         self.v2 = V2(self)
+        self.jobs = jobs
+        self._jobs = JobRoutes(self, jobs)
+        if jobs is not None:  # decided once: only a server with jobs looks for Prefer: respond-async
+            self._predict = self._jobs.wrap_predict(self._predict)  # type: ignore[method-assign,assignment]
 
         self.router = Router(self.routes())
 
@@ -138,6 +148,7 @@ class App:
             Route("/v2/repository/index", self.v2.repository_index, ("POST",), "v2_repository"),
             Route("/v2/repository/models/{model}/load", self.v2.repository_load, ("POST",), "v2_repository"),
             Route("/v2/repository/models/{model}/unload", self.v2.repository_unload, ("POST",), "v2_repository"),
+            *self._jobs.routes(),
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -192,6 +203,9 @@ class App:
         hosts = self._hosts
         return hosts is None or host is None or host in hosts or host.lower() in hosts
 
+    def new_request_id(self) -> str:
+        return self._id_prefix + str(next(self._ids))
+
     async def _predict_route(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         runtime = self.runtime
         if self.models is not None:
@@ -231,6 +245,8 @@ class App:
         body = self.metrics.render(waiting=self.runtime.waiting)
         if self.models is not None:
             body += self.models.metrics()
+        if self.jobs is not None:
+            body += ("\n".join(self.jobs.metrics_lines()) + "\n").encode()
         await _respond(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
 
     async def _openapi_json(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
@@ -334,7 +350,7 @@ class App:
                 raise
         except Exception as exc:  # noqa: BLE001 - every error becomes an answer; the server keeps serving
             given_id = _header(scope, b"x-request-id")
-            request_id = given_id.decode("latin-1") if given_id else self._id_prefix + str(next(self._ids))
+            request_id = given_id.decode("latin-1") if given_id else self.new_request_id()
             status, err_body, headers = error_answer(exc, request_id, debug=self.debug, redact=self.redact)
             await _respond(send, status, err_body, _JSON, headers)
         finally:
@@ -426,6 +442,12 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.jobs is not None:
+                    try:
+                        await self.jobs.start()
+                    except Exception as exc:  # noqa: BLE001 - the database is unreachable: say so, do not serve
+                        await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                        return
                 if self.runtime.state is State.NEW:
                     if self.load_before_serving:
                         await self._load()
@@ -444,6 +466,8 @@ class App:
                 if self.access_log is not None:
                     self.access_log.flush()
                 self.decoder.shutdown()
+                if self.jobs is not None:
+                    await self.jobs.stop()  # its running jobs go back to the queue
                 await (self.runtime.stop() if self.models is None else self.models.stop_all())
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -26,6 +26,8 @@ import uvicorn
 from kingpost import defaults
 from kingpost.config import Config, load_config
 from kingpost.errors import KingpostError, ModelLoadError
+from kingpost.jobs.service import JobService, open_store
+from kingpost.jobs.settings import JobSettings
 from kingpost.limits import LOOPBACK_HOSTS, Limits
 from kingpost.runtime import Runtime
 from kingpost.server.app import App
@@ -48,15 +50,20 @@ class Options:
     log_level: int
     workers: int = 1
     reload: bool = False
+    jobs: JobSettings = field(default_factory=JobSettings)  # off
 
 
 def serve(bundle_dir: str | Path | Sequence[str | Path], *, host: str = defaults.HOST, port: int = defaults.PORT,
           workers: int | None = None, debug: bool = False, grace_period: float = defaults.GRACE_PERIOD_S,
-          access_log: bool = True, secrets_dir: str | Path | None = None, reload: bool = False) -> int:
+          access_log: bool = True, secrets_dir: str | Path | None = None, reload: bool = False,
+          jobs_dir: str | Path | None = None, jobs_database: str | None = None,
+          webhook_secret: str | None = None) -> int:
     """Serve the bundle (or several: bundle directories and repositories of them) until SIGINT/SIGTERM.
 
     Returns the process exit status (0 after a clean drain). ``reload=True`` watches the (one) bundle
-    and switches to each new version once it loads (one worker).
+    and switches to each new version once it loads (one worker). ``jobs_dir`` (SQLite) or
+    ``jobs_database`` (a postgresql:// URL) turns durable async jobs on (see
+    :mod:`kingpost.jobs.settings` for the ``KINGPOST_JOBS_*`` variables that tune them).
     """
     given = [bundle_dir] if isinstance(bundle_dir, (str, Path)) else list(bundle_dir)
     found = find_bundles(given)  # a bad config fails here, before a socket is opened
@@ -70,9 +77,18 @@ def serve(bundle_dir: str | Path | Sequence[str | Path], *, host: str = defaults
         raise KingpostError(f"--reload serves with one worker; drop --workers (or runtime.workers: {count}).")
     if reload and importlib.util.find_spec("watchfiles") is None:
         raise KingpostError("--reload needs the watchfiles package: pip install 'kingpost[reload]'.")
+    jobs = JobSettings.from_env(jobs_dir=jobs_dir, jobs_database=jobs_database, webhook_secret=webhook_secret)
+    if jobs.location is not None:
+        if not found.single:
+            raise KingpostError("async jobs serve one bundle per server for now; serve this bundle alone to use "
+                                "--jobs-dir/--jobs-database (or KINGPOST_JOBS_DIR/KINGPOST_JOBS_DATABASE).")
+        if reload:
+            raise KingpostError("--reload and async jobs do not combine yet (a job would run on the old "
+                                "version); drop one of them.")
+        open_store(jobs.location).close()  # an unreachable database fails here; the tables exist before workers
     options = Options(first, config, found, debug, grace_period, access_log,
                       Path(secrets_dir) if secrets_dir else None, logging.getLogger().getEffectiveLevel(), count,
-                      reload)
+                      reload, jobs)
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     plural = "s" if count > 1 else ""
@@ -126,8 +142,10 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
             server.should_exit = True
 
     limits = options.config.runtime.limits
+    jobs = JobService(runtime, options.jobs, debug=options.debug, grace_s=options.grace_period) \
+        if options.jobs.enabled else None
     app = App(runtime, debug=options.debug, access_log=options.access_log, on_uvicorn=True,
-              load_before_serving=load_before_serving, on_load_failure=on_load_failure, models=models,
+              load_before_serving=load_before_serving, on_load_failure=on_load_failure, models=models, jobs=jobs,
               allowed_hosts=allowed_hosts(limits, sock), on_stuck=on_stuck if options.workers > 1 else None)
     del runtime, models  # the app holds them: an unloaded model must not stay alive in this frame
     if options.reload:
