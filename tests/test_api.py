@@ -35,6 +35,7 @@ def test_all_is_pinned() -> None:
         "RequestError",
         "UnreachableError",
         "__version__",
+        "client_disconnected",
         "create",
         "init",
         "load",

@@ -21,7 +21,8 @@ LAYERS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
     ("bundle on disk", (("kingpost.config", "kingpost.limits", "kingpost.secrets", "kingpost.requirements",
                          "kingpost.codecs_v2"),)),  # V2 tensors, checked against a bundle's signature
     ("loader", (("kingpost.loader",),)),
-    ("runtime", (("kingpost.hooks", "kingpost.predictor", "kingpost.runtime", "kingpost.reloading"),)),
+    ("runtime", (("kingpost.hooks", "kingpost.predictor", "kingpost.runtime", "kingpost.reloading",
+                  "kingpost.disconnect"),)),
     ("async jobs", (("kingpost.jobs",),)),
     ("front doors", (("kingpost.bundle",), ("kingpost.server",), ("kingpost.check",), ("kingpost.scaffold",),
                      ("kingpost.client",))),

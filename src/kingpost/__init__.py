@@ -33,6 +33,7 @@ __all__ = [
     "RequestError",
     "UnreachableError",
     "__version__",
+    "client_disconnected",
     "create",
     "init",
     "load",
@@ -44,6 +45,7 @@ _LAZY = {
     "Bundle": "kingpost.bundle",
     "Client": "kingpost.client",
     "create": "kingpost.frameworks",
+    "client_disconnected": "kingpost.disconnect",
     **{name: "kingpost.errors" for name in (
         "BundleError", "ConfigError", "DeadlineExceeded", "InputError", "JobError", "KingpostError",
         "MissingRequirementError", "ModelError", "ModelLoadError", "NotReadyError", "PackagingError",
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
 
     from kingpost.bundle import Bundle
     from kingpost.client import AsyncClient, Client
+    from kingpost.disconnect import client_disconnected
     from kingpost.errors import (
         BundleError,
         ConfigError,

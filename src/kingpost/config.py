@@ -92,6 +92,7 @@ class RuntimeConfig:
     workers: int = 1
     ray: dict[str, Any] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
+    cors: dict[str, Any] = field(default_factory=dict)  # validated by kingpost.server.cors
 
 
 @dataclass(frozen=True)
@@ -282,6 +283,7 @@ def _runtime(r: _Reader) -> RuntimeConfig:
         workers=r.integer("workers", 1, minimum=1),
         ray=r.mapping("ray"),
         limits=parse_limits(_Reader(r.path, r.mapping("limits"), "runtime.limits.")),
+        cors=r.mapping("cors"),
     )
 
 

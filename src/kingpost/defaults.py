@@ -54,3 +54,12 @@ WEBHOOK_ATTEMPTS = 8  # $KINGPOST_WEBHOOK_ATTEMPTS: deliveries tried in all
 WEBHOOK_DELAY_S = 1.0  # $KINGPOST_WEBHOOK_DELAY_S: the first retry's delay, doubling
 WEBHOOK_MAX_DELAY_S = 300.0  # the cap on that delay
 WEBHOOK_TIMEOUT_S = 10.0  # $KINGPOST_WEBHOOK_TIMEOUT_S: for one delivery's answer
+
+API_KEYS_FILE = "kingpost_api_keys"  # <secrets dir>/<this>: API keys, one a line (also --api-key, $KINGPOST_API_KEY)
+CORS_MAX_AGE_S = 600  # --cors-max-age / runtime.cors.max_age: how long a browser caches a preflight
+LOG_FORMAT = "text"  # --log-format / $KINGPOST_LOG_FORMAT: text or json
+
+K8S_MIN_REPLICAS, K8S_MAX_REPLICAS = 1, 4  # kingpost k8s --min-replicas / --max-replicas
+K8S_STARTUP_S = 600  # kingpost k8s --startup-timeout: how long the model may take to load in a pod
+K8S_CPU_TARGET = 70  # the HPA's average CPU utilization target, percent
+K8S_QUEUE_TARGET = 4  # kingpost k8s --autoscale-on queue: kingpost_queue_depth per pod the HPA aims at

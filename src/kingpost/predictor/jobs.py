@@ -21,7 +21,7 @@ QUEUE: Any = object()
 class Job:
     """One request's trip through predict."""
 
-    __slots__ = ("cancelled", "counted", "deadline", "dequeued", "enqueued", "future", "gone", "input")
+    __slots__ = ("cancelled", "counted", "deadline", "dequeued", "enqueued", "future", "gone", "input", "runner")
 
     def __init__(self, value: Any, future: asyncio.Future[Any], deadline: float | None,
                  gone: Callable[[], bool] | None = None) -> None:
@@ -33,6 +33,13 @@ class Job:
         self.enqueued = 0.0
         self.dequeued = False  # set by the worker before it reads `cancelled`
         self.counted = False  # abandoned while queued: counted out of `waiting` until a worker drops it
+        self.runner: asyncio.Task[Any] | None = None  # the worker task running an async predict for it
+
+    def abandon(self) -> None:
+        """The caller is gone: drop the job if queued, cancel its async predict if running."""
+        self.cancelled = True
+        if self.runner is not None:
+            self.runner.cancel()
 
 
 class Predictor:
@@ -63,7 +70,7 @@ class Predictor:
         try:
             return await job.future
         except asyncio.CancelledError:
-            job.cancelled = True  # a queued job is dropped; a running predict finishes unheard
+            job.abandon()  # a queued job is dropped; an async predict is cancelled, a sync one finishes unheard
             if not job.dequeued:  # still queued: it stops counting now and lets go of its input
                 job.counted = True
                 job.input = None

@@ -84,6 +84,8 @@ class ChunkStream:
         return item
 
     async def aclose(self) -> None:
+        if not self._done:  # abandoned before its end: stop the generator (an async one at once)
+            self._job.abandon()
         self._done = True
         self._job.cancelled = True
         self._made_room()  # a producer waiting for room wakes, sees the reader gone and stops

@@ -8,7 +8,7 @@ from types import AsyncGeneratorType
 from typing import Any
 
 from kingpost.concurrency import reject, resolve
-from kingpost.errors import KingpostError
+from kingpost.errors import ClientGone, KingpostError
 from kingpost.predictor.batching import batch_inputs, hand_out, window
 from kingpost.predictor.jobs import Job, Predictor
 from kingpost.predictor.streams import END, ChunkStream, Failure
@@ -69,6 +69,20 @@ class TaskPredictor(Predictor):
         hand_out(jobs, outputs, error, self._deliver, self._fail)
 
     async def _call_one(self, job: Job) -> None:
+        job.runner = asyncio.current_task()  # job.abandon() cancels this predict, not the worker
+        try:
+            await self._call_one_job(job)
+        except asyncio.CancelledError:
+            if not job.cancelled:
+                raise  # the worker itself is stopping
+            uncancel = getattr(asyncio.current_task(), "uncancel", None)  # Python >= 3.11
+            if uncancel is not None:
+                uncancel()  # only this job's predict was cancelled (its client left), not the worker
+            self._fail(job, ClientGone())
+        finally:
+            job.runner = None
+
+    async def _call_one_job(self, job: Job) -> None:
         hook = self._hook
         if self._streams:  # a generator predict: counted and timed until its stream ends
             start = hook.started()

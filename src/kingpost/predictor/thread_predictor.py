@@ -11,6 +11,7 @@ from types import GeneratorType
 from typing import Any
 
 from kingpost.concurrency import reject, resolve
+from kingpost.disconnect import current
 from kingpost.errors import ClientGone, KingpostError
 from kingpost.predictor.batching import batch_inputs, hand_out, window
 from kingpost.predictor.jobs import QUEUE, Job, Predictor
@@ -148,15 +149,19 @@ class ThreadPredictor(Predictor):
         if self._streams:
             self._call_generator(job)
             return
+        current.job = job  # for kingpost.client_disconnected()
         try:
             output = self._hook.call(job.input)
         except KingpostError as err:
             self._fail(job, err)
             return
         finally:  # timed before the hand-back: waking the loop makes this thread wait for the GIL
+            current.job = None
             self._fast = self._fast + 1 if self._hook.elapsed < INLINE_MAX_S else 0
         if type(output) is GeneratorType:  # Truss streams a returned generator too
             self._pump(job, output)
+        elif job.cancelled or (job.gone is not None and job.gone()):
+            self._fail(job, ClientGone())  # no one to answer (a predict that checked client_disconnected)
         else:
             self._deliver(job, output)
 
@@ -178,6 +183,7 @@ class ThreadPredictor(Predictor):
             stream = ChunkStream(job, self._room)
             loop.call_soon_threadsafe(resolve, job.future, stream)
         last: Any = END
+        current.job = job
         try:
             try:
                 for chunk in generator:
@@ -186,6 +192,7 @@ class ThreadPredictor(Predictor):
                         break
                     loop.call_soon_threadsafe(stream.put, chunk)
             finally:
+                current.job = None
                 generator.close()
         except BaseException as exc:  # noqa: BLE001
             last = Failure(self._hook.error(exc))

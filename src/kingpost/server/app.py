@@ -40,6 +40,7 @@ from kingpost.predictor.streams import ChunkStream
 from kingpost.runtime import Runtime
 from kingpost.server import openapi
 from kingpost.server.accesslog import AccessLog
+from kingpost.server.auth import ApiKeys
 from kingpost.server.bodies import BodyDecoder
 from kingpost.server.http import METHOD_NOT_ALLOWED, NOT_FOUND, error_answer, status_of
 from kingpost.server.http import header as _header
@@ -75,7 +76,8 @@ class App:
                  load_before_serving: bool = False, on_uvicorn: bool = False,
                  on_load_failure: Callable[[ModelLoadError], None] | None = None,
                  models: Models | None = None, jobs: JobService | None = None,
-                 allowed_hosts: frozenset[bytes] | None = None, on_stuck: Callable[[], None] | None = None) -> None:
+                 allowed_hosts: frozenset[bytes] | None = None, on_stuck: Callable[[], None] | None = None,
+                 api_keys: ApiKeys | None = None, metrics_public: bool = False) -> None:
         """Serve ``runtime``; with ``models``, serve each of them under its name (``runtime`` is the first).
 
         ``on_uvicorn`` says the app runs on uvicorn (``kingpost serve``): a client's disconnect is
@@ -84,6 +86,9 @@ class App:
         :mod:`kingpost.server.jobs`); it starts and stops with the app. ``allowed_hosts`` are the Host
         header values accepted (None: any); ``on_stuck`` is called once predict has made no progress
         for ``runtime.limits.predict_stuck_s``. The limits are the first (or only) model's.
+
+        With ``api_keys``, every route not marked ``public`` asks for a key (see
+        :mod:`kingpost.server.auth`); ``/metrics`` is public only with ``metrics_public``.
         """
         self.runtime = runtime
         self.debug = debug
@@ -91,6 +96,8 @@ class App:
         self._uvicorn = on_uvicorn
         self.load_before_serving = load_before_serving
         self.on_load_failure = on_load_failure
+        self.api_keys = api_keys
+        self.metrics_public = metrics_public
         self.metrics = ServerMetrics(runtime.stats)
         self.models = models
         self.max_bytes = runtime.config.runtime.max_request_bytes if models is None else max(
@@ -107,6 +114,7 @@ class App:
         self._id_prefix = f"{os.getpid():x}-"
         # Full request paths already routed to predict, and the runtime each reaches.
         self._predict_paths: dict[str, Runtime] = {}
+        self._keyed_predict_paths: dict[str, Runtime] = {}  # the same, when API keys are configured
         if models is not None:
             models.on_unload.append(self._forget)
         self._answered = self.metrics.answered
@@ -128,21 +136,22 @@ class App:
     def routes(self) -> list[Route]:
         """The route table. A route family (OpenAI-style, V2, jobs, ...) adds its lines here."""
         return [
-            Route("/", self._root, ("GET",), "liveness"),
-            Route("/health", self._liveness, ("GET",), "liveness"),
-            Route("/metrics", self._metrics, ("GET",), "metrics"),
+            Route("/", self._root, ("GET",), "liveness", public=True),
+            Route("/health", self._liveness, ("GET",), "liveness", public=True),
+            Route("/metrics", self._metrics, ("GET",), "metrics", public=self.metrics_public),
             Route("/openapi.json", self._openapi_json, ("GET",), "openapi"),
-            Route("/v1/models/{model}", self._readiness, ("GET",), "readiness"),
+            Route("/v1/models/{model}", self._readiness, ("GET",), "readiness", public=True),
             Route("/v1/models/{model}:predict", self._predict_route, ("POST",), "predict"),
             Route("/v1/models/{model}:predict_binary", self._predict_route, ("POST",), "predict"),
             *self.playground.routes(),
             Route("/v2", self.v2.server_metadata, ("GET",), "v2_metadata"),
-            Route("/v2/health/live", self.v2.live, ("GET",), "v2_live"),
-            Route("/v2/health/ready", self.v2.ready, ("GET",), "v2_ready"),
+            Route("/v2/health/live", self.v2.live, ("GET",), "v2_live", public=True),
+            Route("/v2/health/ready", self.v2.ready, ("GET",), "v2_ready", public=True),
             Route("/v2/models/{model}", self.v2.model_metadata, ("GET",), "v2_model"),
             Route("/v2/models/{model}/versions/{version}", self.v2.model_metadata, ("GET",), "v2_model"),
-            Route("/v2/models/{model}/ready", self.v2.model_ready, ("GET",), "v2_model_ready"),
-            Route("/v2/models/{model}/versions/{version}/ready", self.v2.model_ready, ("GET",), "v2_model_ready"),
+            Route("/v2/models/{model}/ready", self.v2.model_ready, ("GET",), "v2_model_ready", public=True),
+            Route("/v2/models/{model}/versions/{version}/ready", self.v2.model_ready, ("GET",), "v2_model_ready",
+                  public=True),
             Route("/v2/models/{model}/infer", self.v2.infer, ("POST",), "v2_infer"),
             Route("/v2/models/{model}/versions/{version}/infer", self.v2.infer, ("POST",), "v2_infer"),
             Route("/v2/repository/index", self.v2.repository_index, ("POST",), "v2_repository"),
@@ -155,6 +164,11 @@ class App:
         # The hot path: a predict path seen before skips the route table.
         runtime = self._predict_paths.get(scope.get("path"))  # type: ignore[arg-type]
         if runtime is not None and scope.get("method") == "POST":
+            await self._predict(scope, receive, send, runtime)
+            return
+        runtime = self._keyed_predict_paths.get(scope.get("path"))  # type: ignore[arg-type]
+        if runtime is not None and scope.get("method") == "POST" \
+                and self.api_keys is not None and self.api_keys.allows(scope):  # the same shortcut, with keys
             await self._predict(scope, receive, send, runtime)
             return
         kind = scope["type"]
@@ -179,6 +193,11 @@ class App:
                 await self._plain(send, 400, codecs.encode_json({"error": _bad_host(_header(scope, b"host"))}),
                                   "other")
         elif route is not None:
+            # The one place keys are checked: every route, unless its table line says public=True.
+            if self.api_keys is not None and not route.public and not self.api_keys.allows(scope):
+                self.metrics.responses[route.name, 401] += 1
+                await self.api_keys.deny(scope, send)
+                return
             await route.endpoint(scope, receive, send, match.params)
         elif websocket:
             await send({"type": "websocket.close", "code": 1008})  # policy violation: no such route
@@ -194,7 +213,8 @@ class App:
 
     def cancellable(self, scope: Scope) -> bool:
         """Whether a request whose client left may be cancelled wherever it waits (predict's may)."""
-        return scope.get("path") in self._predict_paths
+        path = scope.get("path")
+        return path in self._predict_paths or path in self._keyed_predict_paths
 
     def _all_stats(self) -> list[RuntimeStats]:
         return [self.runtime.stats] if self.models is None else [r.stats for r in self.models.runtimes.values()]
@@ -216,14 +236,18 @@ class App:
                 await _respond(send, status, body, _JSON, headers)
                 self.metrics.answer(status, 0.0)
                 return
-        if len(self._predict_paths) < 64:  # with one model any name reaches it; remember a few for the hot path
-            self._predict_paths[scope["path"]] = runtime
+        # With one model any name reaches it; remember a few for the hot path, which skips the route
+        # table. With API keys they go to a map of their own, whose shortcut checks the key first.
+        paths = self._predict_paths if self.api_keys is None else self._keyed_predict_paths
+        if len(paths) < 64:
+            paths[scope["path"]] = runtime
         await self._predict(scope, receive, send, runtime)
 
     def _forget(self, runtime: Runtime) -> None:
         """An unloaded model's paths leave the hot path."""
-        for path in [p for p, r in self._predict_paths.items() if r is runtime]:
-            del self._predict_paths[path]
+        for paths in (self._predict_paths, self._keyed_predict_paths):
+            for path in [p for p, r in paths.items() if r is runtime]:
+                del paths[path]
         if runtime is self.runtime and self.models is not None and self.models.runtimes:
             self.runtime = next(iter(self.models.runtimes.values()))  # so as not to keep the unloaded one alive
 
@@ -478,8 +502,9 @@ class App:
         Requests already inside the old runtime hold it and finish there.
         """
         old, self.runtime = self.runtime, runtime
-        for path in [p for p, r in self._predict_paths.items() if r is old]:  # the hot path's cache, too
-            self._predict_paths[path] = runtime
+        for paths in (self._predict_paths, self._keyed_predict_paths):  # the hot path's caches, too
+            for path in [p for p, r in paths.items() if r is old]:
+                paths[path] = runtime
         self.metrics.stats = runtime.stats
         self.max_bytes = runtime.config.runtime.max_request_bytes
         return old

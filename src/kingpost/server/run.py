@@ -30,9 +30,9 @@ from kingpost.jobs.service import JobService, open_store
 from kingpost.jobs.settings import JobSettings
 from kingpost.limits import LOOPBACK_HOSTS, Limits
 from kingpost.runtime import Runtime
-from kingpost.server.app import App
 from kingpost.server.guard import protocol_class, raise_descriptor_limit
 from kingpost.server.models import Found, Models, find_bundles
+from kingpost.server.stack import Settings, build, check
 from kingpost.server.supervisor import LOAD_FAILED, STUCK, Supervisor
 
 logger = logging.getLogger("kingpost.server")
@@ -51,19 +51,22 @@ class Options:
     workers: int = 1
     reload: bool = False
     jobs: JobSettings = field(default_factory=JobSettings)  # off
+    settings: Settings = field(default_factory=Settings)
 
 
 def serve(bundle_dir: str | Path | Sequence[str | Path], *, host: str = defaults.HOST, port: int = defaults.PORT,
           workers: int | None = None, debug: bool = False, grace_period: float = defaults.GRACE_PERIOD_S,
           access_log: bool = True, secrets_dir: str | Path | None = None, reload: bool = False,
           jobs_dir: str | Path | None = None, jobs_database: str | None = None,
-          webhook_secret: str | None = None) -> int:
+          webhook_secret: str | None = None, settings: Settings | None = None) -> int:
     """Serve the bundle (or several: bundle directories and repositories of them) until SIGINT/SIGTERM.
 
     Returns the process exit status (0 after a clean drain). ``reload=True`` watches the (one) bundle
     and switches to each new version once it loads (one worker). ``jobs_dir`` (SQLite) or
     ``jobs_database`` (a postgresql:// URL) turns durable async jobs on (see
-    :mod:`kingpost.jobs.settings` for the ``KINGPOST_JOBS_*`` variables that tune them).
+    :mod:`kingpost.jobs.settings` for the ``KINGPOST_JOBS_*`` variables that tune them). ``settings``
+    holds the production features (API keys, CORS, JSON logs; traces come from ``OTEL_*``): see
+    :mod:`kingpost.server.stack`.
     """
     given = [bundle_dir] if isinstance(bundle_dir, (str, Path)) else list(bundle_dir)
     found = find_bundles(given)  # a bad config fails here, before a socket is opened
@@ -86,9 +89,15 @@ def serve(bundle_dir: str | Path | Sequence[str | Path], *, host: str = defaults
             raise KingpostError("--reload and async jobs do not combine yet (a job would run on the old "
                                 "version); drop one of them.")
         open_store(jobs.location).close()  # an unreachable database fails here; the tables exist before workers
+    settings = settings or Settings()
     options = Options(first, config, found, debug, grace_period, access_log,
                       Path(secrets_dir) if secrets_dir else None, logging.getLogger().getEffectiveLevel(), count,
-                      reload, jobs)
+                      reload, jobs, settings)
+    model = (config.model_name or first.resolve().name) if found.single else None
+    _use_log_format(settings, model)
+    # Keys, CORS and tracing are checked here too, so that a mistake fails before a socket is opened.
+    for checked in configs.values():
+        check(settings, checked, secrets_dir=options.secrets_dir)
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     plural = "s" if count > 1 else ""
@@ -96,8 +105,14 @@ def serve(bundle_dir: str | Path | Sequence[str | Path], *, host: str = defaults
         what, where = config.model_name or first.resolve().name, "/v1/models/model:predict"
     else:
         what, where = f"{len(configs)} models ({', '.join(configs)})", "/v1/models/<name>:predict"
-    print(f"kingpost: serving {what} on http://{bound_host}:{bound_port} ({count} worker{plural}); "
-          f"predict: POST {where}, V2: POST /v2/models/<name>/infer", file=sys.stderr, flush=True)
+    banner = (f"kingpost: serving {what} on http://{bound_host}:{bound_port} ({count} worker{plural}); "
+              f"predict: POST {where}, V2: POST /v2/models/<name>/infer")
+    if settings.log_format == "json":  # every line on stderr is then a JSON object, this one too
+        from kingpost.server.logs import announce
+
+        announce(banner, model)
+    else:
+        print(banner, file=sys.stderr, flush=True)
     raise_descriptor_limit()  # before the workers start: they inherit it
     if count == 1:
         return _serve_socket(sock, options, load_before_serving=False)
@@ -144,16 +159,17 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
     limits = options.config.runtime.limits
     jobs = JobService(runtime, options.jobs, debug=options.debug, grace_s=options.grace_period) \
         if options.jobs.enabled else None
-    app = App(runtime, debug=options.debug, access_log=options.access_log, on_uvicorn=True,
-              load_before_serving=load_before_serving, on_load_failure=on_load_failure, models=models, jobs=jobs,
-              allowed_hosts=allowed_hosts(limits, sock), on_stuck=on_stuck if options.workers > 1 else None)
+    app, asgi = build(runtime, options.settings, secrets_dir=options.secrets_dir, access_log=options.access_log,
+                      debug=options.debug, on_uvicorn=True, load_before_serving=load_before_serving,
+                      on_load_failure=on_load_failure, models=models, jobs=jobs,
+                      allowed_hosts=allowed_hosts(limits, sock), on_stuck=on_stuck if options.workers > 1 else None)
     del runtime, models  # the app holds them: an unloaded model must not stay alive in this frame
     if options.reload:
         from kingpost.server.reload import Reloader
 
         app.reloader = Reloader(app, options.bundle_dir.resolve(), secrets_dir=options.secrets_dir)
     http = protocol_class(limits, app.max_bytes, app.cancellable)
-    config = uvicorn.Config(app, http=http, lifespan="on", access_log=False, log_config=None, server_header=False,
+    config = uvicorn.Config(asgi, http=http, lifespan="on", access_log=False, log_config=None, server_header=False,
                             timeout_keep_alive=int(limits.idle_timeout_s) or 1,
                             timeout_graceful_shutdown=options.grace_period)  # type: ignore[arg-type]  # a float works
     server = _Server(config)
@@ -175,8 +191,17 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _use_log_format(settings: Settings, model: str | None) -> None:
+    if settings.log_format == "json":
+        from kingpost.server.logs import use_json
+
+        use_json(model)
+
+
 def _worker_main(sock: socket.socket, options: Options) -> None:
     logging.basicConfig(level=options.log_level, format="%(levelname)s %(name)s: %(message)s")
+    model = (options.config.model_name or options.bundle_dir.resolve().name) if options.found.single else None
+    _use_log_format(options.settings, model)
     sys.exit(_serve_socket(sock, options, load_before_serving=True))
 
 
