@@ -121,14 +121,96 @@ async def main(features: list[str], n: int, rounds: int) -> dict[str, tuple[floa
     return {f: (statistics.median(v), min(v)) for f, v in results.items()}
 
 
+async def _noop_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b"[1]"})
+
+
+def layers_only(n: int, rounds: int) -> dict[str, tuple[float, float]]:
+    """Each layer around an app that answers at once: the layer's own cost, without the App's noise.
+
+    "keys" is ApiKeys.allows() on a Bearer header (what the keyed predict shortcut adds);
+    "tracing" is the request span alone (the four stage spans cost about as much again each).
+    """
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from kingpost.server.auth import ApiKeys
+    from kingpost.server.cors import Cors, CorsPolicy
+    from kingpost.server.logs import RequestLog
+    from kingpost.server.routes import Route, Router
+
+    class Discard(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    class FakeApp:  # what Tracing reads from kingpost's App
+        router = Router([Route("/v1/models/{model}:predict", _noop_app, ("POST",), "predict")])
+        models = None
+        runtime = type("R", (), {"name": "echo", "predict": None})()
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Discard(), max_queue_size=1 << 20))
+    from kingpost.server.tracing import Tracing
+
+    keys = ApiKeys(["k-0123456789abcdef"])
+    logs = RequestLog(_noop_app, FakeApp.router, "echo", stream=io.StringIO())
+    apps = {"none": (_noop_app, []),
+            "cors": (Cors(_noop_app, CorsPolicy(allow_origins=("https://app.example",))),
+                     [(b"origin", b"https://app.example")]),
+            "json": (logs, []),
+            "tracing": (Tracing(_noop_app, FakeApp(), provider), [])}  # type: ignore[arg-type]
+    base = [(b"content-type", b"application/json"), (b"content-length", b"3")]
+    bearer = [*base, (b"authorization", b"Bearer k-0123456789abcdef")]
+
+    async def drive(app: Any, headers: list[tuple[bytes, bytes]]) -> float:
+        receive = Cycle().receive
+        start = time.process_time()
+        for i in range(n):
+            await app({"type": "http", "method": "POST", "path": "/v1/models/model:predict",
+                       "headers": [*base, *headers], "client": ("127.0.0.1", 1)}, receive, _send)
+            if i % 256 == 255:
+                await asyncio.sleep(0)
+        logs.flush()
+        return (time.process_time() - start) / n * 1e6
+
+    def keys_cost() -> float:
+        scope = {"headers": bearer}
+        start = time.process_time()
+        for _ in range(n):
+            keys.allows(scope)
+        return (time.process_time() - start) / n * 1e6
+
+    results: dict[str, list[float]] = {name: [] for name in [*apps, "keys"]}
+
+    async def run() -> None:
+        for _ in range(rounds):
+            for name, (app, headers) in apps.items():
+                results[name].append(await drive(app, headers))
+            results["keys"].append(keys_cost())
+
+    asyncio.run(run())
+    return {name: (statistics.median(v), min(v)) for name, v in results.items()}
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--features", default="off,keys,cors,json,tracing,all")
+    parser.add_argument("--layers-only", action="store_true",
+                        help="each layer around an app that answers at once (its own cost, less noise)")
     args = parser.parse_args()
     sys.setswitchinterval(0.0005)
     os.environ.pop("KINGPOST_API_KEY", None)
+    if args.layers_only:
+        found = layers_only(args.requests, args.rounds)
+        print("layer     median us/req   min us/req   (over the bare app: median, min)")
+        for name, (med, low) in found.items():
+            bare_med, bare_min = found["none"]
+            over = "" if name in ("none", "keys") else f"  ({med - bare_med:+.2f}, {low - bare_min:+.2f})"
+            print(f"{name:8s} {med:12.2f} {low:12.2f}{over}")
+        sys.exit(0)
     out = asyncio.run(main(args.features.split(","), args.requests, args.rounds))
     base = out.get("off")
     print("feature   median us/req   min us/req   (median - off, min - off)")

@@ -120,6 +120,8 @@ class Tracing:
         runtimes = [kingpost_app.runtime] if models is None else list(models.runtimes.values())
         self._model = kingpost_app.runtime.name if models is None else None  # else each stage span names its own
         self._traced = [_TracedRuntime(runtime, self._tracer) for runtime in runtimes]
+        self._app = kingpost_app
+        self._serving = kingpost_app.runtime  # serve --reload switches App.runtime: trace the new one too
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -127,6 +129,9 @@ class Tracing:
             if scope["type"] == "lifespan" and self._provider is not None:
                 self._provider.shutdown()  # the app has stopped: flush what is left
             return
+        if self._app.runtime is not self._serving and self._app.models is None:
+            self._serving = self._app.runtime
+            self._traced.append(_TracedRuntime(self._serving, self._tracer))
         carrier: dict[str, str] = {}
         rid = None
         for name, value in scope["headers"]:
