@@ -131,7 +131,7 @@ class Tracing:
             return
         if self._app.runtime is not self._serving and self._app.models is None:
             self._serving = self._app.runtime
-            self._traced.append(_TracedRuntime(self._serving, self._tracer))
+            self._traced = [_TracedRuntime(self._serving, self._tracer)]  # the old version is let go
         carrier: dict[str, str] = {}
         rid = None
         for name, value in scope["headers"]:
