@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 from time import perf_counter
 from typing import Any, TextIO
 
+import orjson
+
 from kingpost.server.accesslog import FLUSH_AFTER_S
 from kingpost.server.routes import Router
 from kingpost.types import Message, Receive, Scope, Send
@@ -154,14 +156,14 @@ class RequestLog:
             second = int(at)
             if second != self._second:
                 self._second, self._stamp = second, _iso(second)[:-5]  # "...T12:34:56"
-            lines.append(json.dumps({
+            lines.append(orjson.dumps({
                 "time": f"{self._stamp}.{int((at - second) * 1000):03d}Z", "level": "INFO",
                 "logger": "kingpost.access",
                 "message": f"{method} {path} {status}", "request_id": rid, "model": model,
                 "route": name, "method": method, "path": path,
                 "status": status, "duration_ms": round(seconds * 1000, 3),
                 "client": f"{client[0]}:{client[1]}" if client else None,
-            }, ensure_ascii=False) + "\n")
+            }).decode() + "\n")  # orjson: a third of json.dumps's time, the bulk of this layer's cost
         stream = self._stream or sys.stderr
         stream.write("".join(lines))
         stream.flush()
