@@ -9,6 +9,7 @@
 | GET /openapi.json, /docs                | the API described |
 | GET / (browsers), /playground           | the playground page (``server/playground.py``) |
 | /v2/...                                 | the Open Inference Protocol (``server/v2.py``) |
+| /v1/chat/completions, /v1/websocket, /ping | Truss's model surface (``surface.py``, ``openai.py``, ``websocket.py``) |
 
 With several bundles (``models``), ``<name>`` picks the model; with one, any name reaches it.
 """
@@ -25,10 +26,18 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from kingpost import codecs
-from kingpost.errors import ClientGone, KingpostError, ModelLoadError, NotReadyError, PayloadTooLargeError, RequestError
+from kingpost.errors import (
+    ClientGone,
+    DeadlineExceeded,
+    KingpostError,
+    ModelLoadError,
+    NotReadyError,
+    PayloadTooLargeError,
+    RequestError,
+)
 from kingpost.predictor.streams import ChunkStream
 from kingpost.runtime import Runtime
-from kingpost.server import openapi
+from kingpost.server import openai, openapi
 from kingpost.server.accesslog import AccessLog
 from kingpost.server.http import METHOD_NOT_ALLOWED, NOT_FOUND, error_answer, status_of
 from kingpost.server.http import header as _header
@@ -36,8 +45,11 @@ from kingpost.server.http import respond as _respond
 from kingpost.server.metrics import ServerMetrics
 from kingpost.server.models import Models
 from kingpost.server.playground import Playground
+from kingpost.server.responses import send_response
 from kingpost.server.routes import Route, Router
+from kingpost.server.surface import SurfaceRoutes
 from kingpost.server.v2 import V2, v2_openapi
+from kingpost.server.websocket import WebsocketRoute
 from kingpost.types import Headers, Message, Params, Receive, Scope, Send, State, Stream
 
 if TYPE_CHECKING:
@@ -49,6 +61,11 @@ _JSON = b"application/json"
 _MSGPACK = b"application/msgpack"
 _OCTET = b"application/octet-stream"
 _OK = b'{"status":"ok"}'
+
+
+class StreamCut(BaseException):
+    """A stream stalled past runtime.streaming_read_timeout: raised to the server, which closes the
+    connection without the final chunk (a BaseException, so no handler answers it as an error)."""
 
 
 class App:
@@ -88,8 +105,11 @@ class App:
         self.reloader: Reloader | None = None  # set by `kingpost serve --reload`
         self.playground = Playground(self, spec)
         self.v2 = V2(self)
+        self.surface = SurfaceRoutes(self)
 
         self.router = Router(self.routes())
+        if runtime.state is State.READY:  # loaded before the app was made (a Ray Serve replica)
+            self._adopt()
 
     def routes(self) -> list[Route]:
         """The route table. A route family (OpenAI-style, V2, jobs, ...) adds its lines here."""
@@ -114,6 +134,12 @@ class App:
             Route("/v2/repository/index", self.v2.repository_index, ("POST",), "v2_repository"),
             Route("/v2/repository/models/{model}/load", self.v2.repository_load, ("POST",), "v2_repository"),
             Route("/v2/repository/models/{model}/unload", self.v2.repository_unload, ("POST",), "v2_repository"),
+            Route("/invocations", self._predict_route, ("POST",), "predict"),  # SageMaker's, as Truss serves it
+            Route("/ping", self.surface.ping, ("GET",), "ping"),
+            Route("/v1/models/{model}/loaded", self.surface.ping, ("GET",), "loaded"),
+            Route("/v1/models/{model}/schema", self.surface.schema, ("GET",), "schema"),
+            *openai.routes(self.surface),
+            Route("/v1/websocket", WebsocketRoute(self), name="websocket", websocket=True),
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -152,7 +178,7 @@ class App:
 
     async def _predict_route(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         runtime = self.runtime
-        if self.models is not None:
+        if self.models is not None and "model" in params:
             try:
                 runtime = self.models.get(params["model"])
             except RequestError as exc:
@@ -160,8 +186,12 @@ class App:
                 await _respond(send, status, body, _JSON, headers)
                 self.metrics.answer(status, 0.0)
                 return
-        if len(self._predict_paths) < 64:  # with one model any name reaches it; remember a few for the hot path
-            self._predict_paths[scope["path"]] = runtime
+        surface = runtime.surface
+        if surface is not None and not surface.plain:  # decided at load: Truss's surface, never the hot path
+            await self.surface.call("predict", scope, receive, send, runtime)
+            return
+        if len(self._predict_paths) < 64 and surface is not None:  # loaded and plain: remember a few
+            self._predict_paths[scope["path"]] = runtime  # with one model any name reaches it
         await self._predict(scope, receive, send, runtime)
 
     def _forget(self, runtime: Runtime) -> None:
@@ -254,7 +284,8 @@ class App:
                 if type(result) is not ChunkStream:
                     watcher.cancel()  # the watcher is needed while waiting and while streaming only
             if type(result) is ChunkStream:
-                await self._stream(send, result, _header(scope, b"accept"), gone)
+                await self._stream(send, result, _header(scope, b"accept"), gone,
+                                   timeout=runtime.config.runtime.streaming_read_timeout or None)
             elif binary:
                 # Truss answers msgpack as application/octet-stream; its clients may check for that type.
                 octet = content_type is not None and content_type.partition(b";")[0].strip().lower() == _OCTET
@@ -265,6 +296,8 @@ class App:
                 await send({"type": "http.response.start", "status": 200,
                             "headers": [(b"content-type", _JSON), (b"content-length", str(len(out)).encode())]})
                 await send({"type": "http.response.body", "body": out})
+        except codecs.PassThrough as passed:  # predict returned a Starlette Response: sent as it is
+            status = await send_response(passed.response, scope, receive, send)
         except ClientGone as exc:
             status = status_of(exc)
         except asyncio.CancelledError:
@@ -323,8 +356,13 @@ class App:
         found = f"more than {size}" if more else str(size)
         return (f"the request body is {found} bytes; runtime.max_request_bytes allows {self.max_bytes}.")
 
-    async def _stream(self, send: Send, stream: Stream, accept: bytes | None, gone: Callable[[], bool]) -> None:
-        """Answer a streaming predict: chunked by default, SSE on request, gathered for plain JSON."""
+    async def _stream(self, send: Send, stream: Stream, accept: bytes | None, gone: Callable[[], bool],
+                      content_type: bytes = _OCTET, timeout: float | None = None) -> None:
+        """Answer a streaming predict: chunked by default, SSE on request, gathered for plain JSON.
+
+        A gap longer than ``timeout`` (``runtime.streaming_read_timeout``) between two chunks cuts
+        the stream, as in Truss: the connection is closed without the final chunk.
+        """
         try:
             if accept is not None and accept.strip().lower() == _JSON:
                 parts = [c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c) async for c in stream]
@@ -334,19 +372,31 @@ class App:
             encode = codecs.encode_sse_event if sse else codecs.chunk_bytes
             iterator = stream.__aiter__()
             try:
-                first = await iterator.__anext__()
+                first = await asyncio.wait_for(iterator.__anext__(), timeout)
             except StopAsyncIteration:
                 first = None
-            headers = [(b"content-type", b"text/event-stream" if sse else b"application/octet-stream"),
+            except asyncio.TimeoutError:
+                raise DeadlineExceeded(f"the model's stream produced nothing for {timeout:g} s "
+                                       "(runtime.streaming_read_timeout).") from None
+            headers = [(b"content-type", b"text/event-stream" if sse else content_type),
                        (b"cache-control", b"no-cache")]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             if first is not None:
                 await send({"type": "http.response.body", "body": encode(first), "more_body": True})
                 try:
-                    async for chunk in iterator:
+                    while True:
+                        try:
+                            chunk = await (iterator.__anext__() if timeout is None
+                                           else asyncio.wait_for(iterator.__anext__(), timeout))
+                        except StopAsyncIteration:
+                            break
                         if gone():
                             break
                         await send({"type": "http.response.body", "body": encode(chunk), "more_body": True})
+                except asyncio.TimeoutError:
+                    logger.error("the model's stream produced nothing for %g s (runtime.streaming_read_timeout); "
+                                 "the stream was cut", timeout)
+                    raise StreamCut from None
                 except Exception as exc:
                     logger.error("stream failed after it started: %s", exc, exc_info=exc.__cause__ or exc)
                     if sse:
@@ -388,9 +438,13 @@ class App:
         """
         old, self.runtime = self.runtime, runtime
         for path in [p for p, r in self._predict_paths.items() if r is old]:  # the hot path's cache, too
-            self._predict_paths[path] = runtime
+            if runtime.plain:
+                self._predict_paths[path] = runtime
+            else:  # the new version uses Truss's surface: its predict goes through the route table
+                del self._predict_paths[path]
         self.metrics.stats = runtime.stats
         self.max_bytes = runtime.config.runtime.max_request_bytes
+        self._adopt()
         return old
 
     async def _load(self) -> None:
@@ -400,6 +454,15 @@ class App:
             logger.error("the model failed to load: %s", exc, exc_info=exc.__cause__ or exc)
             if self.on_load_failure is not None:
                 self.on_load_failure(exc)
+            return
+        self._adopt()
+
+    def _adopt(self) -> None:
+        """Once the model is loaded: describe its schema and Truss surface routes in /openapi.json."""
+        surface = self.runtime.surface
+        if surface is not None:
+            self._openapi = codecs.encode_json(v2_openapi(openapi.with_surface(
+                openapi.spec(self.runtime.config, self.runtime.bundle_dir.name), surface)))
 
 
 def _watch_disconnect(receive: Receive) -> asyncio.Task[None]:

@@ -27,9 +27,11 @@ import uvicorn
 from kingpost import defaults
 from kingpost.config import Config, load_config
 from kingpost.errors import KingpostError, ModelLoadError
+from kingpost.loader import require_model_file
 from kingpost.runtime import Runtime
 from kingpost.server.app import App
 from kingpost.server.models import Found, Models, find_bundles
+from kingpost.unsupported import refuse_unsupported
 
 logger = logging.getLogger("kingpost.server")
 
@@ -59,6 +61,9 @@ def serve(bundle_dir: str | Path | Sequence[str | Path], *, host: str = defaults
     given = [bundle_dir] if isinstance(bundle_dir, (str, Path)) else list(bundle_dir)
     found = find_bundles(given)  # a bad config fails here, before a socket is opened
     configs = {name: load_config(path) for name, path in found.bundles.items()}
+    for name, path in found.bundles.items():
+        refuse_unsupported(configs[name])
+        require_model_file(path, configs[name])
     first_name, first = next(iter(found.bundles.items()))
     config = configs[first_name]
     count = workers or (config.runtime.workers if found.single else 1)
