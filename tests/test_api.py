@@ -24,6 +24,7 @@ def test_all_is_pinned() -> None:
         "ConfigError",
         "DeadlineExceeded",
         "InputError",
+        "JobError",
         "KingpostError",
         "MissingRequirementError",
         "ModelError",

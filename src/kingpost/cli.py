@@ -151,11 +151,18 @@ def predict(directory: Path, data: str | None, file: Path | None, example: str |
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="One line per request.")
 @click.option("--reload", is_flag=True,
               help="Watch the bundle; load each changed version beside the running one and switch when it is ready.")
+@click.option("--jobs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep durable async jobs in SQLite in this directory (default: $KINGPOST_JOBS_DIR; none: off).")
+@click.option("--jobs-database", default=None, metavar="URL",
+              help="Keep async jobs in PostgreSQL instead: postgresql://... (default: $KINGPOST_JOBS_DATABASE).")
+@click.option("--webhook-secret", default=None, envvar="KINGPOST_WEBHOOK_SECRET", show_envvar=True,
+              help="Sign job webhooks with this HMAC key (else the bundle's secret 'webhook_secret').")
 @_isolated_option
 @_secrets_option
 @_errors_to_one_line
 def serve(directories: tuple[Path, ...], host: str, port: int, workers: int | None, debug: bool,
-          grace_period: float, access_log: bool, reload: bool, isolated: bool, secrets_dir: Path | None) -> None:
+          grace_period: float, access_log: bool, reload: bool, jobs_dir: Path | None, jobs_database: str | None,
+          webhook_secret: str | None, isolated: bool, secrets_dir: Path | None) -> None:
     """Serve the bundle over HTTP (Truss's paths and the V2 protocol) until SIGINT/SIGTERM.
 
     Several DIRECTORIES (bundles, or repositories holding bundle directories) are served side by
@@ -169,6 +176,7 @@ def serve(directories: tuple[Path, ...], host: str, port: int, workers: int | No
 
     sys.exit(run(directories[0] if len(directories) == 1 else directories, host=host, port=port, workers=workers,
                  debug=debug, grace_period=grace_period, access_log=access_log, secrets_dir=secrets_dir,
+                 jobs_dir=jobs_dir, jobs_database=jobs_database, webhook_secret=webhook_secret,
                  **({"reload": True} if reload else {})))
 
 

@@ -283,11 +283,22 @@ def _msgpack_hook(obj: dict[Any, Any]) -> Any:
     return obj
 
 
-def decode_msgpack(body: bytes) -> Any:
-    """Decode a request body in Truss's msgpack format; numpy arrays come back read-only."""
+msgpack_object_hook = _msgpack_hook
+"""Truss's decoding of marker maps (datetimes, numpy arrays, ...), for callers that wrap the hook."""
+
+
+def decode_msgpack(body: bytes, *, object_hook: Callable[[dict[Any, Any]], Any] | None = None,
+                   list_hook: Callable[[list[Any]], Any] | None = None) -> Any:
+    """Decode a request body in Truss's msgpack format; numpy arrays come back read-only.
+
+    ``object_hook`` (which must end by calling :func:`msgpack_object_hook`) and ``list_hook`` let
+    the server count values as they are built.
+    """
     if not body:
         raise InputError("the request body is empty; expected msgpack.")
     try:
+        if list_hook is not None:
+            return msgpack.unpackb(body, object_hook=object_hook or _msgpack_hook, list_hook=list_hook)
         return msgpack.unpackb(body, object_hook=_msgpack_hook)
     except InputError:
         raise

@@ -7,7 +7,8 @@
     │   └── MissingRequirementError  an import failed for a package the bundle requires
     ├── RequestError ........... one request failed; the runtime keeps serving
     │   ├── InputError ......... the caller sent something the model cannot take (raise it in a hook)
-    │   │   └── PayloadTooLargeError  the request body exceeds runtime.max_request_bytes
+    │   │   ├── PayloadTooLargeError  the request body exceeds runtime.max_request_bytes
+    │   │   └── UnsupportedMediaType  the request's Content-Type is neither JSON nor msgpack
     │   ├── NotReadyError ...... the model is loading, failed to load, or is unhealthy
     │   ├── ModelNotFoundError . the server serves no model by the name asked for
     │   ├── QueueFullError ..... too many requests are waiting for predict
@@ -15,7 +16,8 @@
     │   ├── ClientGone ......... the caller went away before its answer; nothing is sent
     │   ├── MethodNotFoundError  the model has no method for this route (an OpenAI-style one, predict)
     │   ├── ModelError ......... a user hook raised; `.stage` names which one
-    │   └── UnreachableError ... (kingpost.Client) the server could not be reached, or the connection broke
+    │   ├── UnreachableError ... (kingpost.Client) the server could not be reached, or the connection broke
+    │   └── JobError ........... an async job ended without an output (failed, cancelled, expired, ...)
     └── PackagingError ......... an environment, build context, image or deployment could not be made
 
 Foreign and user errors are translated at the boundary with ``raise X(...) from exc``; their
@@ -81,6 +83,10 @@ class PayloadTooLargeError(InputError):
     """The request body is larger than ``runtime.max_request_bytes``."""
 
 
+class UnsupportedMediaType(InputError):
+    """The request's Content-Type names neither JSON nor msgpack."""
+
+
 class NotReadyError(RequestError):
     """The model is not ready to predict (loading, failed or unhealthy)."""
 
@@ -128,6 +134,14 @@ class ModelError(RequestError):
 
 class UnreachableError(RequestError):
     """(Client side) no connection to the server could be made, or it broke before the answer came."""
+
+
+class JobError(RequestError):
+    """An async job ended without an output; ``status`` says how (failed, cancelled, expired, interrupted)."""
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class PackagingError(KingpostError):

@@ -238,7 +238,7 @@ Written by `kingpost context`; regenerate it rather than editing it.
 
     docker build -t IMAGE .            # or: podman build --format docker -t IMAGE .
     docker run --rm -p {defaults.PORT}:{defaults.PORT} IMAGE
-    curl -s localhost:{defaults.PORT}/v1/models/model:predict -d '{{"inputs": 1}}'
+    curl -s localhost:{defaults.PORT}/v1/models/model:predict -H 'Content-Type: application/json' -d '{{"inputs": 1}}'
 
 The image serves on port {defaults.PORT} as the non-root user `{dockerfile.USER}` (uid {dockerfile.UID}).
 Readiness: `GET /v1/models/model`; the HEALTHCHECK polls it.

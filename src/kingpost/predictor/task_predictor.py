@@ -32,6 +32,9 @@ class TaskPredictor(Predictor):
     def _fail(self, job: Job, exc: BaseException) -> None:
         reject(job.future, exc)
 
+    def _drop(self, job: Job) -> None:
+        self._dropped(job)
+
     async def _work(self) -> None:
         while True:
             job = await self._queue.get()
@@ -87,13 +90,13 @@ class TaskPredictor(Predictor):
                 self._deliver(job, output)
 
     async def _pump(self, job: Job, generator: Any) -> None:
-        stream = ChunkStream(job)
+        stream = ChunkStream(job, self._room)
         resolve(job.future, stream)
         try:
             async for chunk in generator:
                 if job.cancelled:
                     break
-                stream.put(chunk)
+                await stream.put_async(chunk)
         except Exception as exc:  # noqa: BLE001
             stream.put(Failure(self._hook.error(exc)))
         else:

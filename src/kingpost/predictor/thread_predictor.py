@@ -82,7 +82,7 @@ class ThreadPredictor(Predictor):
         if type(output) is not GeneratorType:
             return output
         job = _PumpJob(output, self._loop.create_future(), None, gone)  # a thread drives the stream,
-        job.stream = ChunkStream(job)  # holding a slot until it ends
+        job.stream = ChunkStream(job, self._room)  # holding a slot until it ends
         self.submit(job)
         return job.stream
 
@@ -91,6 +91,13 @@ class ThreadPredictor(Predictor):
 
     def _fail(self, job: Job, exc: BaseException) -> None:
         self._loop.call_soon_threadsafe(self._settle_error, job.future, exc)
+
+    def _drop(self, job: Job) -> None:
+        self._loop.call_soon_threadsafe(self._settle_dropped, job)
+
+    def _settle_dropped(self, job: Job) -> None:
+        self._outstanding -= 1
+        self._dropped(job)
 
     def _settle(self, future: asyncio.Future[Any], value: Any) -> None:
         self._outstanding -= 1
@@ -172,12 +179,13 @@ class ThreadPredictor(Predictor):
         """Drive a sync generator on this predict thread (holding the slot) into a ChunkStream."""
         loop = self._loop
         if stream is None:
-            stream = ChunkStream(job)
+            stream = ChunkStream(job, self._room)
             loop.call_soon_threadsafe(resolve, job.future, stream)
         last: Any = END
         try:
             try:
                 for chunk in generator:
+                    stream.wait_room()
                     if job.cancelled:
                         break
                     loop.call_soon_threadsafe(stream.put, chunk)

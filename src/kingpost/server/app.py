@@ -10,6 +10,7 @@
 | GET / (browsers), /playground           | the playground page (``server/playground.py``) |
 | /v2/...                                 | the Open Inference Protocol (``server/v2.py``) |
 | /v1/chat/completions, /v1/websocket, /ping | Truss's model surface (``surface.py``, ``openai.py``, ``websocket.py``) |
+| /v1/models/<name>:async_predict, /v1/jobs/... | durable async jobs (``server/jobs.py``; one bundle per server) |
 
 With several bundles (``models``), ``<name>`` picks the model; with one, any name reaches it.
 """
@@ -21,7 +22,7 @@ import contextlib
 import itertools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -29,30 +30,38 @@ from kingpost import codecs
 from kingpost.errors import (
     ClientGone,
     DeadlineExceeded,
+    InputError,
     KingpostError,
     ModelLoadError,
     NotReadyError,
     PayloadTooLargeError,
     RequestError,
+    UnsupportedMediaType,
 )
 from kingpost.predictor.streams import ChunkStream
 from kingpost.runtime import Runtime
 from kingpost.server import openai, openapi
 from kingpost.server.accesslog import AccessLog
+from kingpost.server.bodies import BodyDecoder
 from kingpost.server.http import METHOD_NOT_ALLOWED, NOT_FOUND, error_answer, status_of
 from kingpost.server.http import header as _header
 from kingpost.server.http import respond as _respond
+from kingpost.server.jobs import JobRoutes, openapi_paths
 from kingpost.server.metrics import ServerMetrics
 from kingpost.server.models import Models
 from kingpost.server.playground import Playground
+from kingpost.server.redact import Redactor
 from kingpost.server.responses import send_response
 from kingpost.server.routes import Route, Router
 from kingpost.server.surface import SurfaceRoutes
 from kingpost.server.v2 import V2, v2_openapi
+from kingpost.server.watchdog import PredictWatchdog
 from kingpost.server.websocket import WebsocketRoute
+from kingpost.stats import RuntimeStats
 from kingpost.types import Headers, Message, Params, Receive, Scope, Send, State, Stream
 
 if TYPE_CHECKING:
+    from kingpost.jobs.service import JobService
     from kingpost.server.reload import Reloader
 
 logger = logging.getLogger("kingpost.server")
@@ -61,6 +70,7 @@ _JSON = b"application/json"
 _MSGPACK = b"application/msgpack"
 _OCTET = b"application/octet-stream"
 _OK = b'{"status":"ok"}'
+_HEALTH = frozenset({"liveness", "readiness"})  # answer any Host: an orchestrator's probe names the pod
 
 
 class StreamCut(BaseException):
@@ -74,12 +84,16 @@ class App:
     def __init__(self, runtime: Runtime, *, debug: bool = False, access_log: bool = True,
                  load_before_serving: bool = False, on_uvicorn: bool = False,
                  on_load_failure: Callable[[ModelLoadError], None] | None = None,
-                 models: Models | None = None) -> None:
+                 models: Models | None = None, jobs: JobService | None = None,
+                 allowed_hosts: frozenset[bytes] | None = None, on_stuck: Callable[[], None] | None = None) -> None:
         """Serve ``runtime``; with ``models``, serve each of them under its name (``runtime`` is the first).
 
         ``on_uvicorn`` says the app runs on uvicorn (``kingpost serve``): a client's disconnect is
         then read from uvicorn's request cycle instead of a watcher task per request. Other hosts
-        (Ray Serve's proxy) get the portable watcher.
+        (Ray Serve's proxy) get the portable watcher. ``jobs`` turns the async-job routes on (see
+        :mod:`kingpost.server.jobs`); it starts and stops with the app. ``allowed_hosts`` are the Host
+        header values accepted (None: any); ``on_stuck`` is called once predict has made no progress
+        for ``runtime.limits.predict_stuck_s``. The limits are the first (or only) model's.
         """
         self.runtime = runtime
         self.debug = debug
@@ -91,6 +105,13 @@ class App:
         self.models = models
         self.max_bytes = runtime.config.runtime.max_request_bytes if models is None else max(
             r.config.runtime.max_request_bytes for r in models.runtimes.values())
+        self.limits = runtime.config.runtime.limits
+        self.decoder = BodyDecoder(self.limits)
+        self._decode_in_thread = self.limits.decode_in_thread_bytes
+        self._hosts = allowed_hosts
+        stuck_s = self.limits.predict_stuck_s
+        self.watchdog = None if stuck_s is None else PredictWatchdog(self._all_stats, stuck_s, on_stuck)
+        self.redact = Redactor(_secret_values([runtime] if models is None else models.runtimes.values()))
         self.load_task: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():x}-"
@@ -100,12 +121,18 @@ class App:
             models.on_unload.append(self._forget)
         self._answered = self.metrics.answered
         spec = v2_openapi(openapi.spec(runtime.config, runtime.bundle_dir.name))
+        if jobs is not None:
+            spec["paths"].update(openapi_paths())
         self._openapi = codecs.encode_json(spec)
         self.reload_error: str | None = None  # why the last reload failed (serve --reload), shown to users
         self.reloader: Reloader | None = None  # set by `kingpost serve --reload`
         self.playground = Playground(self, spec)
         self.v2 = V2(self)
         self.surface = SurfaceRoutes(self)
+        self.jobs = jobs
+        self._jobs = JobRoutes(self, jobs)
+        if jobs is not None:  # decided once: only a server with jobs looks for Prefer: respond-async
+            self._predict = self._jobs.wrap_predict(self._predict)  # type: ignore[method-assign,assignment]
 
         self.router = Router(self.routes())
         if runtime.state is State.READY:  # loaded before the app was made (a Ray Serve replica)
@@ -140,6 +167,7 @@ class App:
             Route("/v1/models/{model}/schema", self.surface.schema, ("GET",), "schema"),
             *openai.routes(self.surface),
             Route("/v1/websocket", WebsocketRoute(self), name="websocket", websocket=True),
+            *self._jobs.routes(),
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -162,7 +190,14 @@ class App:
         method: str = "" if websocket else scope["method"]
         match = self.router.match(path, method, websocket=websocket)
         route = match.route
-        if route is not None:
+        if self._hosts is not None and (route is None or route.name not in _HEALTH) \
+                and not self._host_allowed(_header(scope, b"host")):
+            if websocket:
+                await send({"type": "websocket.close", "code": 1008})
+            else:
+                await self._plain(send, 400, codecs.encode_json({"error": _bad_host(_header(scope, b"host"))}),
+                                  "other")
+        elif route is not None:
             await route.endpoint(scope, receive, send, match.params)
         elif websocket:
             await send({"type": "websocket.close", "code": 1008})  # policy violation: no such route
@@ -175,6 +210,20 @@ class App:
         else:
             await self._plain(send, NOT_FOUND, codecs.encode_json({"error": f"no route for {method} {path}."}),
                               "other")
+
+    def cancellable(self, scope: Scope) -> bool:
+        """Whether a request whose client left may be cancelled wherever it waits (predict's may)."""
+        return scope.get("path") in self._predict_paths
+
+    def _all_stats(self) -> list[RuntimeStats]:
+        return [self.runtime.stats] if self.models is None else [r.stats for r in self.models.runtimes.values()]
+
+    def _host_allowed(self, host: bytes | None) -> bool:
+        hosts = self._hosts
+        return hosts is None or host is None or host in hosts or host.lower() in hosts
+
+    def new_request_id(self) -> str:
+        return self._id_prefix + str(next(self._ids))
 
     async def _predict_route(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         runtime = self.runtime
@@ -219,6 +268,8 @@ class App:
         body = self.metrics.render(waiting=self.runtime.waiting)
         if self.models is not None:
             body += self.models.metrics()
+        if self.jobs is not None:
+            body += ("\n".join(self.jobs.metrics_lines()) + "\n").encode()
         await _respond(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
 
     async def _openapi_json(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
@@ -236,6 +287,9 @@ class App:
             await _respond(send, status, body, _JSON, headers)
             return
         state = runtime.state
+        if self.watchdog is not None and self.watchdog.stuck:
+            await _respond(send, *_answer(NotReadyError(self.watchdog.sentence + ".")))
+            return
         if state is State.READY and await runtime.is_healthy():
             ready = {"name": runtime.name, "ready": True}
             if self.reload_error is not None:  # still serving the last version that loaded
@@ -246,7 +300,7 @@ class App:
         if state is State.READY:
             not_ready = NotReadyError("the model reports it is unhealthy.")
         elif state is State.FAILED:
-            not_ready = ModelLoadError(f"the model failed to load: {runtime.failure}")
+            not_ready = ModelLoadError(f"the model failed to load: {self.redact(str(runtime.failure))}")
         else:
             not_ready = NotReadyError("the model is loading.")
         await _respond(send, *_answer(not_ready))
@@ -257,22 +311,33 @@ class App:
         start = perf_counter()
         content_type = None
         length = -1
+        host = None
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
             elif name == b"content-length":
                 length = int(value) if value.isdigit() else -1
-        binary = content_type is not None and content_type != _JSON and codecs.wants_msgpack(content_type)
+            elif name == b"host":
+                host = value
         watcher: asyncio.Task[None] | None = None
         gone: Callable[[], bool] | None = None
         status = 200
         try:
+            binary = False if content_type == _JSON else _media(content_type)
+            hosts = self._hosts
+            if hosts is not None and host not in hosts and not self._host_allowed(host):
+                raise InputError(_bad_host(host))
+            if length > self.max_bytes:  # refused before a byte of the body is read
+                raise PayloadTooLargeError(self._too_large(length))
             message = await receive()  # the usual case, a body in one message, without another coroutine
             body = message.get("body", b"")
             if message.get("more_body") or message["type"] != "http.request" or length > self.max_bytes \
                     or len(body) > self.max_bytes:
                 body = await self._read_body(receive, length, message)
-            model_input = codecs.decode_msgpack(body) if binary else codecs.decode_json(body)
+            if len(body) > self._decode_in_thread:
+                model_input = await self.decoder.decode_off_loop(body, binary)
+            else:
+                model_input = self.decoder.decode(body, binary)
             if self._uvicorn:
                 cycle = receive.__self__  # type: ignore[attr-defined]
                 gone = lambda: cycle.disconnected  # noqa: E731 - asked once, before predict runs
@@ -303,14 +368,16 @@ class App:
         except asyncio.CancelledError:
             if watcher is not None and watcher.done() and not watcher.cancelled():
                 status = status_of(ClientGone())  # the watcher cancelled us: the client disconnected
+            elif self._uvicorn and getattr(getattr(receive, "__self__", None), "disconnected", False):
+                status = status_of(ClientGone())  # the protocol cancelled us: the client disconnected
             else:  # the server gave up on us (past --grace-period): say so in JSON, then stop
                 with contextlib.suppress(Exception):
                     await _respond(send, *_answer(_SHUTTING_DOWN))
                 raise
         except Exception as exc:  # noqa: BLE001 - every error becomes an answer; the server keeps serving
             given_id = _header(scope, b"x-request-id")
-            request_id = given_id.decode("latin-1") if given_id else self._id_prefix + str(next(self._ids))
-            status, err_body, headers = error_answer(exc, request_id, debug=self.debug)
+            request_id = given_id.decode("latin-1") if given_id else self.new_request_id()
+            status, err_body, headers = error_answer(exc, request_id, debug=self.debug, redact=self.redact)
             await _respond(send, status, err_body, _JSON, headers)
         finally:
             if watcher is not None:
@@ -370,6 +437,7 @@ class App:
                 return
             sse = accept is not None and b"text/event-stream" in accept
             encode = codecs.encode_sse_event if sse else codecs.chunk_bytes
+            watchdog = self.watchdog
             iterator = stream.__aiter__()
             try:
                 first = await asyncio.wait_for(iterator.__anext__(), timeout)
@@ -392,13 +460,16 @@ class App:
                             break
                         if gone():
                             break
+                        if watchdog is not None:
+                            watchdog.chunks += 1  # progress: a stream is not a stuck predict
                         await send({"type": "http.response.body", "body": encode(chunk), "more_body": True})
                 except asyncio.TimeoutError:
                     logger.error("the model's stream produced nothing for %g s (runtime.streaming_read_timeout); "
                                  "the stream was cut", timeout)
                     raise StreamCut from None
-                except Exception as exc:
-                    logger.error("stream failed after it started: %s", exc, exc_info=exc.__cause__ or exc)
+                except Exception as exc:  # noqa: BLE001 - logged, and told to an SSE client
+                    logger.error("stream failed after it started: %s\n%s", self.redact(str(exc)),
+                                 self.redact.traceback(exc.__cause__ or exc))
                     if sse:
                         msg = codecs.encode_json({"error": f"the model's predict failed mid-stream: {exc}"
                                                   if self.debug else "the model's predict failed mid-stream."})
@@ -414,19 +485,32 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.jobs is not None:
+                    try:
+                        await self.jobs.start()
+                    except Exception as exc:  # noqa: BLE001 - the database is unreachable: say so, do not serve
+                        await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                        return
                 if self.runtime.state is State.NEW:
                     if self.load_before_serving:
                         await self._load()
                     else:
                         self.load_task = asyncio.get_running_loop().create_task(self._load())
+                if self.watchdog is not None:
+                    self.watchdog.start()
                 await send({"type": "lifespan.startup.complete"})
                 if self.reloader is not None:
                     self.reloader.start()
             elif message["type"] == "lifespan.shutdown":
                 if self.reloader is not None:
                     await self.reloader.stop()
+                if self.watchdog is not None:
+                    self.watchdog.stop()
                 if self.access_log is not None:
                     self.access_log.flush()
+                self.decoder.shutdown()
+                if self.jobs is not None:
+                    await self.jobs.stop()  # its running jobs go back to the queue
                 await (self.runtime.stop() if self.models is None else self.models.stop_all())
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -451,7 +535,8 @@ class App:
         try:
             await (self.runtime.start() if self.models is None else self.models.start_all())
         except ModelLoadError as exc:
-            logger.error("the model failed to load: %s", exc, exc_info=exc.__cause__ or exc)
+            logger.error("the model failed to load: %s\n%s", self.redact(str(exc)),
+                         self.redact.traceback(exc.__cause__ or exc))
             if self.on_load_failure is not None:
                 self.on_load_failure(exc)
             return
@@ -463,6 +548,37 @@ class App:
         if surface is not None:
             self._openapi = codecs.encode_json(v2_openapi(openapi.with_surface(
                 openapi.spec(self.runtime.config, self.runtime.bundle_dir.name), surface)))
+
+
+def _bad_host(host: bytes | None) -> str:
+    shown = (host or b"").decode("latin-1")[:100]
+    return (f"the Host header {shown!r} is not one this server answers to; "
+            "runtime.limits.allowed_hosts lists those allowed.")
+
+
+def _media(content_type: bytes | None) -> bool:
+    """Whether a predict body is msgpack (True) or JSON (False), from its Content-Type; else 415."""
+    if content_type is not None:
+        media = content_type.partition(b";")[0].strip().lower()
+        if media == _JSON:
+            return False
+        if codecs.wants_msgpack(media):
+            return True
+    shown = "none" if content_type is None else repr(content_type.decode("latin-1")[:100])
+    raise UnsupportedMediaType(f"the request's Content-Type is {shown}; send application/json, or "
+                               "application/msgpack (or application/octet-stream) for msgpack.")
+
+
+def _secret_values(runtimes: Iterable[Runtime]) -> list[str | None]:
+    """The bundles' secret values as their models see them, for redaction (read once, at startup)."""
+    values: list[str | None] = []
+    for runtime in runtimes:
+        for name in runtime.secrets:
+            try:
+                values.append(runtime.secrets[name])
+            except OSError:
+                continue
+    return values
 
 
 def _watch_disconnect(receive: Receive) -> asyncio.Task[None]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import traceback
+from collections.abc import Callable
 
 from kingpost.codecs import encode_json
 from kingpost.errors import (
@@ -17,6 +19,7 @@ from kingpost.errors import (
     NotReadyError,
     PayloadTooLargeError,
     QueueFullError,
+    UnsupportedMediaType,
     describe,
 )
 from kingpost.types import Headers, Scope, Send
@@ -28,6 +31,7 @@ logger = logging.getLogger("kingpost.server")
 # and a client that left (ClientGone: logged as 499, nothing is sent) are answered from here too.
 STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (PayloadTooLargeError, 413),
+    (UnsupportedMediaType, 415),
     (InputError, 400),
     (ModelNotFoundError, 404),
     (NotReadyError, 503),
@@ -72,8 +76,12 @@ def truss_error_headers(exc: BaseException) -> Headers:
     return [ERROR_SOURCE, UNEXPECTED_ERROR]
 
 
-def error_answer(exc: BaseException, request_id: str, *, debug: bool) -> tuple[int, bytes, Headers]:
-    """Status, JSON body ``{"error": "<one sentence>"}`` and extra headers for an error."""
+def error_answer(exc: BaseException, request_id: str, *, debug: bool,
+                 redact: Callable[[str], str] = str) -> tuple[int, bytes, Headers]:
+    """Status, JSON body ``{"error": "<one sentence>"}`` and extra headers for an error.
+
+    What is logged passes through ``redact`` first: a model's exception text may hold a secret.
+    """
     status = status_of(exc)
     headers = truss_error_headers(exc)
     if isinstance(exc, RETRY_AFTER):
@@ -83,11 +91,11 @@ def error_answer(exc: BaseException, request_id: str, *, debug: bool) -> tuple[i
         message = str(exc)
     elif isinstance(exc, ModelError):
         cause = exc.__cause__ if exc.__cause__ is not None else exc
-        logger.error("request %s: %s", request_id, exc, exc_info=cause)
+        logger.error("request %s: %s\n%s", request_id, redact(str(exc)), redact(_traceback(cause)))
         message = (f"{exc} (request {request_id})." if debug
                    else f"the model's {exc.stage} raised an exception (request {request_id}).")
     elif not isinstance(exc, KingpostError):  # a bug: its text may reveal internals
-        logger.error("request %s: internal error", request_id, exc_info=exc)
+        logger.error("request %s: internal error\n%s", request_id, redact(_traceback(exc)))
         message = (f"internal error: {describe(exc)} (request {request_id})." if debug
                    else f"internal error (request {request_id}).")
     else:
@@ -112,3 +120,7 @@ def header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             found = value
     return found
+
+
+def _traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc)).rstrip("\n")
