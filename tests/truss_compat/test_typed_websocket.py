@@ -46,6 +46,16 @@ def test_schema_in_openapi(served):
 
 
 @kingpost_only
+def test_the_playground_form_gets_the_typed_schema(served):
+    """The playground builds its form from the typed input, known once the model has loaded."""
+    url = served("typed").url
+    httpx.get(url + "/v1/models/model", timeout=10)
+    info = httpx.get(url + "/playground/info", timeout=10).json()
+    assert info["schema"]["required"] == ["text"]
+    assert {"text", "repeat"} <= set(info["schema"]["properties"])
+
+
+@kingpost_only
 def test_typed_in_process(load_compat):
     from kingpost import InputError
 

@@ -24,7 +24,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kingpost import codecs
 from kingpost.errors import (
@@ -120,16 +120,13 @@ class App:
         if models is not None:
             models.on_unload.append(self._forget)
         self._answered = self.metrics.answered
-        spec = v2_openapi(openapi.spec(runtime.config, runtime.bundle_dir.name))
-        if jobs is not None:
-            spec["paths"].update(openapi_paths())
-        self._openapi = codecs.encode_json(spec)
+        self.jobs = jobs
+        spec = self._describe()
         self.reload_error: str | None = None  # why the last reload failed (serve --reload), shown to users
         self.reloader: Reloader | None = None  # set by `kingpost serve --reload`
         self.playground = Playground(self, spec)
         self.v2 = V2(self)
         self.surface = SurfaceRoutes(self)
-        self.jobs = jobs
         self._jobs = JobRoutes(self, jobs)
         if jobs is not None:  # decided once: only a server with jobs looks for Prefer: respond-async
             self._predict = self._jobs.wrap_predict(self._predict)  # type: ignore[method-assign,assignment]
@@ -543,11 +540,21 @@ class App:
         self._adopt()
 
     def _adopt(self) -> None:
-        """Once the model is loaded: describe its schema and Truss surface routes in /openapi.json."""
-        surface = self.runtime.surface
-        if surface is not None:
-            self._openapi = codecs.encode_json(v2_openapi(openapi.with_surface(
-                openapi.spec(self.runtime.config, self.runtime.bundle_dir.name), surface)))
+        """Once the model is loaded: its schema and Truss surface routes join /openapi.json and the playground."""
+        if self.runtime.surface is not None:
+            self.playground.adopt(self._describe())
+
+    def _describe(self) -> dict[str, Any]:
+        """/openapi.json, in the one place it is made: Truss's paths, the model's surface once known, V2, jobs."""
+        runtime = self.runtime
+        spec = openapi.spec(runtime.config, runtime.bundle_dir.name)
+        if runtime.surface is not None:
+            spec = openapi.with_surface(spec, runtime.surface)
+        spec = v2_openapi(spec)
+        if self.jobs is not None:
+            spec["paths"].update(openapi_paths())
+        self._openapi = codecs.encode_json(spec)
+        return spec
 
 
 def _bad_host(host: bytes | None) -> str:
