@@ -541,8 +541,7 @@ class App:
 
     def _adopt(self) -> None:
         """Once the model is loaded: its schema and Truss surface routes join /openapi.json and the playground."""
-        if self.runtime.surface is not None:
-            self.playground.adopt(self._describe())
+        self.playground.adopt(self._describe())
 
     def _describe(self) -> dict[str, Any]:
         """/openapi.json, in the one place it is made: Truss's paths, the model's surface once known, V2, jobs."""

@@ -94,7 +94,7 @@ class Playground:
 
     def adopt(self, spec: dict[str, Any]) -> None:
         """The description once the model has loaded (a typed input's schema is known only then)."""
-        self.schema = input_schema(spec)
+        self.schema = input_schema(spec) or self.schema
 
     def routes(self) -> list[Route]:
         return [
