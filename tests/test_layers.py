@@ -19,10 +19,11 @@ LAYERS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
     ("core shapes", (("kingpost._version", "kingpost.types", "kingpost.errors", "kingpost.defaults",
                       "kingpost.stats", "kingpost._yaml", "kingpost.codecs", "kingpost.concurrency"),)),
     ("bundle on disk", (("kingpost.config", "kingpost.limits", "kingpost.secrets", "kingpost.requirements",
-                         "kingpost.codecs_v2"),)),  # V2 tensors, checked against a bundle's signature
-    ("loader", (("kingpost.loader",),)),
+                         "kingpost.codecs_v2",  # V2 tensors, checked against a bundle's signature
+                         "kingpost.unsupported", "kingpost.truss_config", "kingpost.environment"),)),
+    ("loader", (("kingpost.loader", "kingpost.surface"),)),
     ("runtime", (("kingpost.hooks", "kingpost.predictor", "kingpost.runtime", "kingpost.reloading",
-                  "kingpost.disconnect"),)),
+                  "kingpost.calls", "kingpost.disconnect"),)),
     ("async jobs", (("kingpost.jobs",),)),
     ("front doors", (("kingpost.bundle",), ("kingpost.server",), ("kingpost.check",), ("kingpost.scaffold",),
                      ("kingpost.client",))),

@@ -52,7 +52,7 @@ def test_every_route_but_probes_needs_a_key_in_any_of_the_three_forms(serve: Cal
     # The repository routes last: with a key, "unload" does unload the model.
     routes = sorted((r for r in table() if not r["websocket"]), key=lambda r: "repository" in str(r["name"]))
     assert {r["name"] for r in routes if r["public"]} == {"liveness", "readiness", "v2_live", "v2_ready",
-                                                          "v2_model_ready"}
+                                                          "v2_model_ready", "ping", "loaded"}
     assert len(routes) > 10
     for route in routes:
         path = concrete(str(route["path"]))

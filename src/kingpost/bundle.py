@@ -16,6 +16,7 @@ from kingpost.loader import require_model_file
 from kingpost.predictor.streams import ChunkStream
 from kingpost.runtime import Runtime
 from kingpost.types import State, Stream
+from kingpost.unsupported import refuse_unsupported
 
 if TYPE_CHECKING:
     from kingpost.jobs import JobHandle, JobService
@@ -37,6 +38,7 @@ class Bundle:
             raise BundleError(f"{self.bundle_dir}: expected a bundle directory, found "
                               f"{'a file' if self.bundle_dir.exists() else 'nothing'}.")
         self.config = config if config is not None else load_config(self.bundle_dir)
+        refuse_unsupported(self.config)
         require_model_file(self.bundle_dir, self.config)
         self._secrets_dir = secrets_dir
         self._runtime: Runtime | None = None

@@ -34,6 +34,7 @@ from kingpost.errors import InputError, ModelError
 __all__ = [
     "JSON",
     "MSGPACK_TYPES",
+    "PassThrough",
     "chunk_bytes",
     "decode_json",
     "decode_msgpack",
@@ -101,12 +102,30 @@ def _detail(exc: Exception) -> str:
     return str(exc).strip().rstrip(".") or type(exc).__name__
 
 
+class PassThrough(Exception):
+    """The output is a response object (Starlette's), to be sent as it is, not encoded.
+
+    Raised only once encoding has failed, so looking for it costs a plain output nothing.
+    """
+
+    def __init__(self, response: Any) -> None:
+        super().__init__("a response object")
+        self.response = response
+
+
+def _passes_through(obj: Any) -> bool:
+    responses = sys.modules.get("starlette.responses")
+    return responses is not None and isinstance(obj, responses.Response)
+
+
 def encode_json(obj: Any) -> bytes:
     """Encode a model output as compact JSON; numpy values become lists and numbers."""
     option = _JSON_OPTS_NUMPY if "numpy" in sys.modules else _JSON_OPTS
     try:
         return orjson.dumps(obj, default=_json_default, option=option)
     except orjson.JSONEncodeError as exc:
+        if _passes_through(obj):
+            raise PassThrough(obj) from None
         raise _not_serializable(obj, "JSON", exc) from exc
 
 
@@ -181,6 +200,8 @@ def encode_msgpack(obj: Any) -> bytes:
     try:
         packed: bytes = msgpack.packb(obj, default=_msgpack_default)
     except (TypeError, ValueError, OverflowError) as exc:
+        if _passes_through(obj):
+            raise PassThrough(obj) from None
         raise _not_serializable(obj, "msgpack", exc) from exc
     return packed
 

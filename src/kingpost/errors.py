@@ -14,6 +14,7 @@
     │   ├── QueueFullError ..... too many requests are waiting for predict
     │   ├── DeadlineExceeded ... the request ran past runtime.request_timeout_s
     │   ├── ClientGone ......... the caller went away before its answer; nothing is sent
+    │   ├── MethodNotFoundError  the model has no method for this route (an OpenAI-style one, predict)
     │   ├── ModelError ......... a user hook raised; `.stage` names which one
     │   ├── UnreachableError ... (kingpost.Client) the server could not be reached, or the connection broke
     │   └── JobError ........... an async job ended without an output (failed, cancelled, expired, ...)
@@ -68,7 +69,14 @@ class RequestError(KingpostError):
 
 
 class InputError(RequestError):
-    """The input is invalid. Raise it from ``preprocess`` to answer the caller with a 400."""
+    """The input is invalid. Raise it from ``preprocess`` to answer the caller with a 400.
+
+    ``status`` is the 4xx a hook's own exception carried (Truss's ``HTTPException(404, ...)``).
+    """
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class PayloadTooLargeError(InputError):
@@ -107,12 +115,21 @@ class ClientGone(RequestError):
     """The caller went away (before predict started, or while its body was read); the request was dropped."""
 
 
-class ModelError(RequestError):
-    """A user hook raised. ``stage`` is preprocess, predict or postprocess."""
+class MethodNotFoundError(RequestError):
+    """The route needs a method the model does not define (``chat_completions``, ``predict``, ...)."""
 
-    def __init__(self, stage: str, message: str) -> None:
+
+class ModelError(RequestError):
+    """A user hook raised. ``stage`` is preprocess, predict or postprocess.
+
+    ``status`` is set when the hook's exception carried a 5xx ``status_code`` (Truss's
+    ``HTTPException(503, detail)``): that status and message are the answer, as in Truss.
+    """
+
+    def __init__(self, stage: str, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.stage = stage
+        self.status = status
 
 
 class UnreachableError(RequestError):
@@ -153,7 +170,9 @@ def user_error(stage: str, exc: BaseException) -> KingpostError:
         return exc
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and 400 <= status < 500:  # e.g. a Truss model raising HTTPException(400)
-        err: KingpostError = InputError(str(getattr(exc, "detail", None) or exc))
+        err: KingpostError = InputError(str(getattr(exc, "detail", None) or exc), status=status)
+    elif isinstance(status, int) and 500 <= status < 600:  # HTTPException(503, detail): kept, as in Truss
+        err = ModelError(stage, str(getattr(exc, "detail", None) or exc), status=status)
     else:
         err = ModelError(stage, f"{stage} raised {describe(exc)}")
     err.__cause__ = exc

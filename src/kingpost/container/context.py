@@ -33,7 +33,9 @@ from kingpost.config import CONFIG_FILENAME, Config, load_config
 from kingpost.container import dockerfile
 from kingpost.errors import PackagingError
 from kingpost.isolated.wheel import FIXED_MTIME, write_kingpost_wheel
+from kingpost.loader import require_model_file
 from kingpost.requirements import requirement_lines
+from kingpost.unsupported import refuse_unsupported
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ def write_context(bundle_dir: Path, context_dir: Path) -> Path:
     """
     bundle_dir = Path(bundle_dir).resolve()
     config = load_config(bundle_dir)
+    refuse_unsupported(config)  # what `kingpost check` refuses without running the model, refused here too
+    require_model_file(bundle_dir, config)
     context_dir = Path(context_dir).resolve()
     _check_out(bundle_dir, context_dir)
     context_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -56,12 +56,14 @@ def python_version(config: Config) -> str:
     return f"{major}.{minor}"
 
 
-def base_image(config: Config) -> str:
+def base_image(config: Config, version: str | None = None) -> str:
+    """The image to build on; ``version`` is python_version(config) when the caller has it already
+    (so its warning is said once)."""
     if config.base_image:
         return config.base_image
     if config.resources.use_gpu:
         return CUDA_IMAGE
-    return f"python:{python_version(config)}-slim"
+    return f"python:{version or python_version(config)}-slim"
 
 
 def render(config: Config, *, wheel: str, title: str) -> str:
@@ -71,7 +73,7 @@ def render(config: Config, *, wheel: str, title: str) -> str:
         f"{HEADER} for the bundle {json.dumps(title)}; regenerate with: kingpost context BUNDLE OUT",
         "# Secrets are not in this image: pass them at run time (README.md says how).",
         "# Build on another base (same Debian/Ubuntu family, python3 on PATH): --build-arg BASE_IMAGE=...",
-        f"ARG BASE_IMAGE={base_image(config)}",
+        f"ARG BASE_IMAGE={base_image(config, version)}",
         "FROM ${BASE_IMAGE}",
         "",
         "ENV PYTHONDONTWRITEBYTECODE=1 \\",

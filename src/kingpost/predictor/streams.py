@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from kingpost.concurrency import resolve
+from kingpost.errors import user_error
 
 if TYPE_CHECKING:
     from kingpost.predictor.jobs import Job
@@ -89,3 +90,37 @@ class ChunkStream:
         self._done = True
         self._job.cancelled = True
         self._made_room()  # a producer waiting for room wakes, sees the reader gone and stops
+
+
+class _Feed:
+    """What a ChunkStream fed by a task of its own needs of a Job: the reader's ``cancelled``."""
+
+    __slots__ = ("cancelled", "task")
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.task: asyncio.Task[None] | None = None
+
+
+def generator_stream(chunks: AsyncIterator[Any], stage: str, loop: asyncio.AbstractEventLoop) -> ChunkStream:
+    """A ChunkStream fed from ``chunks`` by a task of its own (a generator postprocess, outside the slots)."""
+    feed = _Feed()
+    stream = ChunkStream(feed)  # type: ignore[arg-type]  # it reads only .cancelled
+
+    async def run() -> None:
+        try:
+            async for chunk in chunks:
+                if feed.cancelled:
+                    break
+                stream.put(chunk)
+        except Exception as exc:  # noqa: BLE001 - the reader gets it
+            stream.put(Failure(user_error(stage, exc)))
+        else:
+            stream.put(END)
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    feed.task = loop.create_task(run())  # kept referenced while it runs
+    return stream

@@ -56,6 +56,10 @@ class ThreadPredictor(Predictor):
         for _ in self._threads:
             self._queue.put(_STOP)
 
+    def never_inline(self) -> None:
+        """Always hand predict to its threads (a target that waits on the loop would deadlock there)."""
+        self._inline_after = INLINE_AFTER_MAX + 1
+
     def submit(self, job: Job) -> None:
         super().submit(job)
         self._outstanding += 1

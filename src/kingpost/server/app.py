@@ -9,6 +9,7 @@
 | GET /openapi.json, /docs                | the API described |
 | GET / (browsers), /playground           | the playground page (``server/playground.py``) |
 | /v2/...                                 | the Open Inference Protocol (``server/v2.py``) |
+| /v1/chat/completions, /v1/websocket, /ping | Truss's model surface (``surface.py``, ``openai.py``, ``websocket.py``) |
 | /v1/models/<name>:async_predict, /v1/jobs/... | durable async jobs (``server/jobs.py``; one bundle per server) |
 
 With several bundles (``models``), ``<name>`` picks the model; with one, any name reaches it.
@@ -23,11 +24,12 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kingpost import codecs
 from kingpost.errors import (
     ClientGone,
+    DeadlineExceeded,
     InputError,
     KingpostError,
     ModelLoadError,
@@ -38,7 +40,7 @@ from kingpost.errors import (
 )
 from kingpost.predictor.streams import ChunkStream
 from kingpost.runtime import Runtime
-from kingpost.server import openapi
+from kingpost.server import openai, openapi
 from kingpost.server.accesslog import AccessLog
 from kingpost.server.auth import ApiKeys
 from kingpost.server.bodies import BodyDecoder
@@ -50,9 +52,12 @@ from kingpost.server.metrics import ServerMetrics
 from kingpost.server.models import Models
 from kingpost.server.playground import Playground
 from kingpost.server.redact import Redactor
+from kingpost.server.responses import send_response
 from kingpost.server.routes import Route, Router
+from kingpost.server.surface import SurfaceRoutes
 from kingpost.server.v2 import V2, v2_openapi
 from kingpost.server.watchdog import PredictWatchdog
+from kingpost.server.websocket import WebsocketRoute
 from kingpost.stats import RuntimeStats
 from kingpost.types import Headers, Message, Params, Receive, Scope, Send, State, Stream
 
@@ -67,6 +72,11 @@ _MSGPACK = b"application/msgpack"
 _OCTET = b"application/octet-stream"
 _OK = b'{"status":"ok"}'
 _HEALTH = frozenset({"liveness", "readiness"})  # answer any Host: an orchestrator's probe names the pod
+
+
+class StreamCut(BaseException):
+    """A stream stalled past runtime.streaming_read_timeout: raised to the server, which closes the
+    connection without the final chunk (a BaseException, so no handler answers it as an error)."""
 
 
 class App:
@@ -118,20 +128,20 @@ class App:
         if models is not None:
             models.on_unload.append(self._forget)
         self._answered = self.metrics.answered
-        spec = v2_openapi(openapi.spec(runtime.config, runtime.bundle_dir.name))
-        if jobs is not None:
-            spec["paths"].update(openapi_paths())
-        self._openapi = codecs.encode_json(spec)
+        self.jobs = jobs
+        spec = self._describe()
         self.reload_error: str | None = None  # why the last reload failed (serve --reload), shown to users
         self.reloader: Reloader | None = None  # set by `kingpost serve --reload`
         self.playground = Playground(self, spec)
         self.v2 = V2(self)
-        self.jobs = jobs
+        self.surface = SurfaceRoutes(self)
         self._jobs = JobRoutes(self, jobs)
         if jobs is not None:  # decided once: only a server with jobs looks for Prefer: respond-async
             self._predict = self._jobs.wrap_predict(self._predict)  # type: ignore[method-assign,assignment]
 
         self.router = Router(self.routes())
+        if runtime.state is State.READY:  # loaded before the app was made (a Ray Serve replica)
+            self._adopt()
 
     def routes(self) -> list[Route]:
         """The route table. A route family (OpenAI-style, V2, jobs, ...) adds its lines here."""
@@ -157,6 +167,12 @@ class App:
             Route("/v2/repository/index", self.v2.repository_index, ("POST",), "v2_repository"),
             Route("/v2/repository/models/{model}/load", self.v2.repository_load, ("POST",), "v2_repository"),
             Route("/v2/repository/models/{model}/unload", self.v2.repository_unload, ("POST",), "v2_repository"),
+            Route("/invocations", self._predict_route, ("POST",), "predict"),  # SageMaker's, as Truss serves it
+            Route("/ping", self.surface.ping, ("GET",), "ping", public=True),  # a probe, as readiness
+            Route("/v1/models/{model}/loaded", self.surface.ping, ("GET",), "loaded", public=True),
+            Route("/v1/models/{model}/schema", self.surface.schema, ("GET",), "schema"),
+            *openai.routes(self.surface),
+            Route("/v1/websocket", WebsocketRoute(self), name="websocket", websocket=True),
             *self._jobs.routes(),
         ]
 
@@ -228,7 +244,7 @@ class App:
 
     async def _predict_route(self, scope: Scope, receive: Receive, send: Send, params: Params) -> None:
         runtime = self.runtime
-        if self.models is not None:
+        if self.models is not None and "model" in params:
             try:
                 runtime = self.models.get(params["model"])
             except RequestError as exc:
@@ -236,10 +252,14 @@ class App:
                 await _respond(send, status, body, _JSON, headers)
                 self.metrics.answer(status, 0.0)
                 return
-        # With one model any name reaches it; remember a few for the hot path, which skips the route
-        # table. With API keys they go to a map of their own, whose shortcut checks the key first.
+        surface = runtime.surface
+        if surface is not None and not surface.plain:  # decided at load: Truss's surface, never the hot path
+            await self.surface.call("predict", scope, receive, send, runtime)
+            return
+        # Loaded and plain: with one model any name reaches it; remember a few for the hot path, which
+        # skips the route table. With API keys they go to a map of their own, whose shortcut checks the key first.
         paths = self._predict_paths if self.api_keys is None else self._keyed_predict_paths
-        if len(paths) < 64:
+        if len(paths) < 64 and surface is not None:
             paths[scope["path"]] = runtime
         await self._predict(scope, receive, send, runtime)
 
@@ -350,7 +370,8 @@ class App:
                 if type(result) is not ChunkStream:
                     watcher.cancel()  # the watcher is needed while waiting and while streaming only
             if type(result) is ChunkStream:
-                await self._stream(send, result, _header(scope, b"accept"), gone)
+                await self._stream(send, result, _header(scope, b"accept"), gone,
+                                   timeout=runtime.config.runtime.streaming_read_timeout or None)
             elif binary:
                 # Truss answers msgpack as application/octet-stream; its clients may check for that type.
                 octet = content_type is not None and content_type.partition(b";")[0].strip().lower() == _OCTET
@@ -361,6 +382,8 @@ class App:
                 await send({"type": "http.response.start", "status": 200,
                             "headers": [(b"content-type", _JSON), (b"content-length", str(len(out)).encode())]})
                 await send({"type": "http.response.body", "body": out})
+        except codecs.PassThrough as passed:  # predict returned a Starlette Response: sent as it is
+            status = await send_response(passed.response, scope, receive, send)
         except ClientGone as exc:
             status = status_of(exc)
         except asyncio.CancelledError:
@@ -421,8 +444,13 @@ class App:
         found = f"more than {size}" if more else str(size)
         return (f"the request body is {found} bytes; runtime.max_request_bytes allows {self.max_bytes}.")
 
-    async def _stream(self, send: Send, stream: Stream, accept: bytes | None, gone: Callable[[], bool]) -> None:
-        """Answer a streaming predict: chunked by default, SSE on request, gathered for plain JSON."""
+    async def _stream(self, send: Send, stream: Stream, accept: bytes | None, gone: Callable[[], bool],
+                      content_type: bytes = _OCTET, timeout: float | None = None) -> None:
+        """Answer a streaming predict: chunked by default, SSE on request, gathered for plain JSON.
+
+        A gap longer than ``timeout`` (``runtime.streaming_read_timeout``) between two chunks cuts
+        the stream, as in Truss: the connection is closed without the final chunk.
+        """
         try:
             if accept is not None and accept.strip().lower() == _JSON:
                 parts = [c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c) async for c in stream]
@@ -433,21 +461,33 @@ class App:
             watchdog = self.watchdog
             iterator = stream.__aiter__()
             try:
-                first = await iterator.__anext__()
+                first = await asyncio.wait_for(iterator.__anext__(), timeout)
             except StopAsyncIteration:
                 first = None
-            headers = [(b"content-type", b"text/event-stream" if sse else b"application/octet-stream"),
+            except asyncio.TimeoutError:
+                raise DeadlineExceeded(f"the model's stream produced nothing for {timeout:g} s "
+                                       "(runtime.streaming_read_timeout).") from None
+            headers = [(b"content-type", b"text/event-stream" if sse else content_type),
                        (b"cache-control", b"no-cache")]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             if first is not None:
                 await send({"type": "http.response.body", "body": encode(first), "more_body": True})
                 try:
-                    async for chunk in iterator:
+                    while True:
+                        try:
+                            chunk = await (iterator.__anext__() if timeout is None
+                                           else asyncio.wait_for(iterator.__anext__(), timeout))
+                        except StopAsyncIteration:
+                            break
                         if gone():
                             break
                         if watchdog is not None:
                             watchdog.chunks += 1  # progress: a stream is not a stuck predict
                         await send({"type": "http.response.body", "body": encode(chunk), "more_body": True})
+                except asyncio.TimeoutError:
+                    logger.error("the model's stream produced nothing for %g s (runtime.streaming_read_timeout); "
+                                 "the stream was cut", timeout)
+                    raise StreamCut from None
                 except Exception as exc:  # noqa: BLE001 - logged, and told to an SSE client
                     logger.error("stream failed after it started: %s\n%s", self.redact(str(exc)),
                                  self.redact.traceback(exc.__cause__ or exc))
@@ -504,9 +544,13 @@ class App:
         old, self.runtime = self.runtime, runtime
         for paths in (self._predict_paths, self._keyed_predict_paths):  # the hot path's caches, too
             for path in [p for p, r in paths.items() if r is old]:
-                paths[path] = runtime
+                if runtime.plain:
+                    paths[path] = runtime
+                else:  # the new version uses Truss's surface: its predict goes through the route table
+                    del paths[path]
         self.metrics.stats = runtime.stats
         self.max_bytes = runtime.config.runtime.max_request_bytes
+        self._adopt()
         return old
 
     async def _load(self) -> None:
@@ -517,6 +561,24 @@ class App:
                          self.redact.traceback(exc.__cause__ or exc))
             if self.on_load_failure is not None:
                 self.on_load_failure(exc)
+            return
+        self._adopt()
+
+    def _adopt(self) -> None:
+        """Once the model is loaded: its schema and Truss surface routes join /openapi.json and the playground."""
+        self.playground.adopt(self._describe())
+
+    def _describe(self) -> dict[str, Any]:
+        """/openapi.json, in the one place it is made: Truss's paths, the model's surface once known, V2, jobs."""
+        runtime = self.runtime
+        spec = openapi.spec(runtime.config, runtime.bundle_dir.name)
+        if runtime.surface is not None:
+            spec = openapi.with_surface(spec, runtime.surface)
+        spec = v2_openapi(spec)
+        if self.jobs is not None:
+            spec["paths"].update(openapi_paths())
+        self._openapi = codecs.encode_json(spec)
+        return spec
 
 
 def _bad_host(host: bytes | None) -> str:

@@ -29,11 +29,13 @@ from kingpost.errors import KingpostError, ModelLoadError
 from kingpost.jobs.service import JobService, open_store
 from kingpost.jobs.settings import JobSettings
 from kingpost.limits import LOOPBACK_HOSTS, Limits
+from kingpost.loader import require_model_file
 from kingpost.runtime import Runtime
 from kingpost.server.guard import protocol_class, raise_descriptor_limit
 from kingpost.server.models import Found, Models, find_bundles
 from kingpost.server.stack import Settings, build, check
 from kingpost.server.supervisor import LOAD_FAILED, STUCK, Supervisor
+from kingpost.unsupported import refuse_unsupported
 
 logger = logging.getLogger("kingpost.server")
 
@@ -71,6 +73,9 @@ def serve(bundle_dir: str | Path | Sequence[str | Path], *, host: str = defaults
     given = [bundle_dir] if isinstance(bundle_dir, (str, Path)) else list(bundle_dir)
     found = find_bundles(given)  # a bad config fails here, before a socket is opened
     configs = {name: load_config(path) for name, path in found.bundles.items()}
+    for name, path in found.bundles.items():
+        refuse_unsupported(configs[name])
+        require_model_file(path, configs[name])
     first_name, first = next(iter(found.bundles.items()))
     config = configs[first_name]
     count = workers or (config.runtime.workers if found.single else 1)
