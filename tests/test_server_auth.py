@@ -141,43 +141,25 @@ def test_an_empty_key_file_is_one_sentence(tmp_path: Path) -> None:
     assert result.stderr.strip() == f"error: --api-key-file {empty}: expected one API key a line, found none."
 
 
-def test_a_websocket_route_is_refused_without_a_key() -> None:
-    """No websocket route is in main's table yet: drive the dispatch with one added, as a family would."""
-    from kingpost.config import load_config
-    from kingpost.runtime import Runtime
-    from kingpost.server.app import App
-    from kingpost.server.auth import ApiKeys
-    from kingpost.server.routes import Route
+def test_a_websocket_route_is_refused_without_a_key(serve: Callable[..., Server]) -> None:
+    """Truss's /v1/websocket, with the websockets client: the handshake is a 401 without a key."""
+    import websockets
+    from websockets.exceptions import InvalidStatus
 
-    accepted: list[bool] = []
+    bundle = Path(__file__).parent / "truss_compat" / "bundles" / "websocket"
+    server = serve(bundle, "--api-key", KEY)
+    url = server.url.replace("http://", "ws://") + "/v1/websocket"
 
-    class WithSocket(App):
-        def routes(self) -> list[Route]:
-            async def endpoint(scope, receive, send, params):  # type: ignore[no-untyped-def]
-                accepted.append(True)
-                await send({"type": "websocket.accept"})
-            return [*super().routes(), Route("/v1/websocket", endpoint, websocket=True)]
+    async def talk(headers: dict[str, str]) -> str:
+        async with websockets.connect(url, additional_headers=headers, open_timeout=10) as ws:
+            await ws.send("ping")
+            return str(await asyncio.wait_for(ws.recv(), 10))
 
-    bundle = bundle_path("echo")
-    app = WithSocket(Runtime(bundle, load_config(bundle)), api_keys=ApiKeys([KEY]))
-    sent: list[dict[str, object]] = []
-
-    async def drive(headers: list[tuple[bytes, bytes]]) -> None:
-        async def receive() -> dict[str, object]:
-            return {"type": "websocket.connect"}
-
-        async def send(message: dict[str, object]) -> None:
-            sent.append(message)
-
-        scope = {"type": "websocket", "path": "/v1/websocket", "headers": headers,
-                 "extensions": {"websocket.http.response": {}}}
-        await app(scope, receive, send)
-
-    asyncio.run(drive([]))
-    assert sent[0]["type"] == "websocket.http.response.start" and sent[0]["status"] == 401 and not accepted
-    sent.clear()
-    asyncio.run(drive([(b"authorization", f"Api-Key {KEY}".encode())]))
-    assert sent == [{"type": "websocket.accept"}] and accepted
+    with pytest.raises(InvalidStatus) as refused:
+        asyncio.run(talk({}))
+    assert refused.value.response.status_code == 401
+    for form in FORMS[:3]:
+        assert asyncio.run(talk(form)) == "ping pong"
 
 
 @pytest.mark.ray
