@@ -143,6 +143,7 @@ def bench(args) -> int:
     all_rounds: list[report.Round] = []
     skipped: dict[str, str] = {}
     ran: dict[str, list[str]] = {}
+    first: dict[str, dict[str, list[float]]] = {}
     settings = session.Settings(
         levels=args.levels,
         rounds=args.rounds,
@@ -158,11 +159,13 @@ def bench(args) -> int:
     with tempfile.TemporaryDirectory(prefix="kingpost-bench-") as tmp:
         for case in (CASES[c] for c in args.case_list):
             names = args.server_list or list(case.servers)
-            script = wrk.write_script(Path(tmp), case.name, case.payload)
+            script = wrk.write_script(Path(tmp), case.name, case.payload, case.headers)
             runs = session.start(case, names, settings, logdir, skipped)
             try:
                 if runs:
                     all_rounds += session.measure(case, runs, settings, script, skipped)
+                    if case.chunks:
+                        first[case.name] = session.first_chunks(case, runs, settings)
                     ran[case.name] = list(dict.fromkeys(r.server for r in all_rounds if r.case == case.name))
             finally:
                 for run in runs:
@@ -175,7 +178,8 @@ def bench(args) -> int:
             print(f"== {name}: no server could run it ==\n")
             continue
         print(report.table(case, summaries, ran[name], args.rounds))
-        print("\n".join(report.ratio_lines(case, summaries)))
+        print("\n".join(report.ratio_lines(case, summaries) + report.stream_lines(case, summaries,
+                                                                                  first.get(name, {}))))
         print()
     for key, reason in skipped.items():
         lines = reason.strip().splitlines()
@@ -196,6 +200,7 @@ def bench(args) -> int:
         "wrk_core": args.wrk_core,
         "netns": os.environ.get(IN_NETNS_ENV) == "1",
         "skipped": skipped,
+        "first_chunk_ms": first,
         "servers": notes,
         "versions": versions(),
         "git": _git_head(),

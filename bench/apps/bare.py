@@ -88,7 +88,29 @@ class Pipeline:
         return await asyncio.wrap_future(future)
 
 
-HANDLERS = {"echo": lambda: echo, "pipeline": Pipeline}
+def stream_app():
+    """The stream cases' ceiling: the handler itself loops over the chunks and sends each one as it is
+    made (no thread, no queue), as SSE frames when the client accepts text/event-stream."""
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http" or scope["method"] == "GET":
+            await make_app(echo)(scope, receive, send)
+            return
+        n = orjson.loads(await _read_body(receive))["n"]
+        sse = any(k == b"accept" and b"text/event-stream" in v for k, v in scope["headers"])
+        ctype = b"text/event-stream" if sse else b"application/octet-stream"
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", ctype), (b"cache-control", b"no-cache")]})
+        for i in range(n):
+            text = f"tok{i:05d} "
+            body = f"data: {text}\n\n".encode() if sse else text.encode()
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    return app
+
+
+HANDLERS = {"echo": lambda: echo, "pipeline": Pipeline, "stream": None}
 
 
 def main() -> None:
@@ -98,7 +120,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     uvicorn.run(
-        make_app(HANDLERS[args.case]()),
+        stream_app() if args.case == "stream" else make_app(HANDLERS[args.case]()),
         host=args.host,
         port=args.port,
         loop="uvloop",

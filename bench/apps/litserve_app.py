@@ -127,6 +127,24 @@ class MatmulBatchedAPI(MatmulAPI):
         return list(output)
 
 
+class StreamAPI(ls.LitAPI):
+    """The stream case: predict yields n short text chunks, encode_response passes each one on
+    (LitAPI(stream=True), LitServe's documented streaming; the client gets them chunked)."""
+
+    def setup(self, device):
+        pass
+
+    def decode_request(self, request):
+        return request["n"]
+
+    def predict(self, n):
+        for i in range(n):
+            yield f"tok{i:05d} "
+
+    def encode_response(self, output):
+        yield from output
+
+
 def _sleep_then_return(seconds, value):
     time.sleep(seconds)
     return value
@@ -137,6 +155,7 @@ APIS = {
     "echo": (EchoAPI, {}),
     "pipeline": (PipelineAPI, {"enable_async": True}),
     "pipeline-sync": (PipelineSyncAPI, {}),
+    "stream": (StreamAPI, {"stream": True}),
     "matmul": (MatmulAPI, {}),
     # LitServer(api, max_batch_size=..., batch_timeout=...) is deprecated since 0.2.x: on the LitAPI.
     "matmul-batched": (MatmulBatchedAPI, {"max_batch_size": 32, "batch_timeout": 0.005}),

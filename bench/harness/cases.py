@@ -53,6 +53,11 @@ class Case:
     # What of an answer must equal `response` (None: all of it), for protocols whose answers carry
     # server-specific extras (V2's "parameters").
     answer_key: Callable[[Any], Any] | None = None
+    # Streaming cases: chunks per answer (reported as chunks/s, CPU µs/chunk and first-chunk ms), the
+    # answer checked as text (`expected`, the chunks joined) instead of JSON.
+    chunks: int = 0
+    # Extra request headers (wrk and the checks), e.g. {"Accept": "text/event-stream"}.
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def bundle(self) -> Path:
@@ -89,6 +94,10 @@ V2_PAYLOAD: dict[str, Any] = {
 def _v2_outputs(answer: Any) -> Any:
     return [{k: o[k] for k in ("name", "datatype", "shape", "data")} for o in answer["outputs"]]
 
+
+STREAM_N = 200  # chunks per streamed answer: "tok00000 ", "tok00001 ", ...
+STREAM_TEXT = "".join(f"tok{i:05d} " for i in range(STREAM_N))
+STREAM_SSE = "".join(f"data: tok{i:05d} \n\n" for i in range(STREAM_N))
 
 WORKERS_N = 20_000  # predict's loop length: about 2 ms of one core
 
@@ -143,6 +152,41 @@ CASES: dict[str, Case] = {
             bundle_dir="echo",
             servers=("kingpost-v2", "mlserver"),
             speedups=(("kingpost-v2", "mlserver", 5.0),),
+        ),
+        Case(
+            name="stream",
+            description=f"a sync generator predict yielding {STREAM_N} short text chunks, no pause; "
+            "chunked transfer encoding",
+            payload={"n": STREAM_N},
+            expected=STREAM_TEXT,
+            chunks=STREAM_N,
+            apps={"bare": "stream", "litserve": "stream"},
+            target_concurrency=16,
+            targets={"bare": 0.85},
+        ),
+        Case(
+            name="stream-async",
+            description=f"an async generator predict yielding {STREAM_N} short text chunks, no pause; chunked",
+            payload={"n": STREAM_N},
+            expected=STREAM_TEXT,
+            chunks=STREAM_N,
+            apps={"bare": "stream"},
+            servers=("kingpost", "bare"),
+            target_concurrency=16,
+            targets={"bare": 0.85},
+        ),
+        Case(
+            name="stream-sse",
+            description=f"the stream case's sync generator, answered as Server-Sent Events ({STREAM_N} events)",
+            payload={"n": STREAM_N},
+            expected=STREAM_SSE,
+            chunks=STREAM_N,
+            headers={"Accept": "text/event-stream"},
+            apps={"bare": "stream"},
+            bundle_dir="stream",
+            servers=("kingpost", "bare"),
+            target_concurrency=16,
+            targets={"bare": 0.85},
         ),
         # Planned: "ray" (kingpost on Ray Serve); for now bench/cases_ray.py runs on its own.
     ]

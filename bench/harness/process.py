@@ -6,9 +6,11 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -143,12 +145,46 @@ class ServerProcess:
             os.killpg(self.proc.pid, sig)
 
 
-def post_json(url: str, payload: Any, timeout: float = 30) -> Any:
+def post_json(url: str, payload: Any, timeout: float = 30, headers: dict[str, str] | None = None,
+              text: bool = False) -> Any:
+    """The answer to a JSON POST, parsed; with ``text``, the body as text (a streamed answer joined)."""
     request = urllib.request.Request(
         url,
         data=json.dumps(payload).encode(),
         method="POST",
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
     with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
+        body = response.read()
+        return body.decode() if text else json.loads(body)
+
+
+def first_chunk_ms(url: str, payload: Any, headers: dict[str, str], count: int, timeout: float = 10) -> list[float]:
+    """Time from sending a request to receiving the first byte of its body, ``count`` times in a row on
+    one keep-alive connection (an idle server: one request at a time). The answer must be chunked."""
+    parsed = urllib.parse.urlsplit(url)
+    body = json.dumps(payload).encode()
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = (f"POST {parsed.path} HTTP/1.1\r\nHost: {parsed.hostname}\r\nContent-Type: application/json\r\n"
+               f"{head}Content-Length: {len(body)}\r\n\r\n").encode() + body
+    times = []
+    with socket.create_connection((parsed.hostname, parsed.port), timeout=timeout) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(count):
+            t0 = time.perf_counter()
+            sock.sendall(request)
+            data = b""
+            first = None
+            while first is None or not data.endswith(b"0\r\n\r\n"):
+                part = sock.recv(65536)
+                if not part:
+                    raise RuntimeError("the server closed the connection mid-answer")
+                data += part
+                if first is None:
+                    end = data.find(b"\r\n\r\n")
+                    if end >= 0 and len(data) > end + 4:
+                        first = time.perf_counter() - t0
+            if b"transfer-encoding: chunked" not in data[: data.find(b"\r\n\r\n")].lower():
+                raise RuntimeError("the answer is not chunked")
+            times.append(first * 1000)
+    return times

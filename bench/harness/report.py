@@ -172,3 +172,35 @@ def write_json(path: Path, meta: dict[str, Any], rounds: list[Round], summaries:
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"meta": meta, "summary": [asdict(s) for s in summaries], "rounds": [asdict(r) for r in rounds]}
     path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def stream_lines(case: Case, rows: list[Summary], first: dict[str, list[float]]) -> list[str]:
+    """Streaming cases: chunks/s and CPU µs/chunk per server and level, kingpost over bare (judged at
+    target_concurrency and at c=1), and the first chunk's ms (median of per-round medians, spread)."""
+    if not case.chunks:
+        return []
+    by = {(r.server, r.concurrency): r for r in rows if r.case == case.name}
+    lines = []
+    for conc in sorted({c for _, c in by}):
+        parts = [f"{s} {by[(s, conc)].rps * case.chunks:,.0f} chunks/s "
+                 f"{by[(s, conc)].cpu_us_per_req / case.chunks:.2f} µs/chunk"
+                 for s in sorted({s for s, c in by if c == conc})]
+        lines.append(f"{case.name} c={conc}: " + ", ".join(parts))
+        mine, bare = by.get((SUBJECT, conc)), by.get(("bare", conc))
+        if mine and bare and bare.rps and mine.cpu_us_per_req:
+            ratio = mine.rps / bare.rps
+            cpu_ratio = bare.cpu_us_per_req / mine.cpu_us_per_req
+            target = case.targets.get("bare")
+            judged = target and conc in (1, case.target_concurrency)
+            verdict = f" (target >= {target:g}: {_verdict(ratio, target)})" if judged else ""
+            lines.append(f"{case.name} c={conc}: kingpost/bare chunks/s = {ratio:.2f}{verdict}; "
+                         f"per server CPU (bare µs/chunk / kingpost's) = {cpu_ratio:.2f}")
+    for server, medians in sorted(first.items()):
+        ordered = sorted(medians)
+        lines.append(f"{case.name} first chunk: {server} {statistics.median(ordered):.3f} ms "
+                     f"(rounds {', '.join(f'{m:.3f}' for m in ordered)})")
+    if SUBJECT in first and "bare" in first:
+        over = statistics.median(first[SUBJECT]) - statistics.median(first["bare"])
+        lines.append(f"{case.name} first chunk: kingpost - bare = {over:.3f} ms (target <= 0.1: "
+                     f"{_verdict(-over, -0.1)})")
+    return lines

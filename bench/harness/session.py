@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import resource
 import socket
+import statistics
 import sys
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from . import wrk
 from .cases import Case
-from .process import ServerProcess, core_busy_seconds, core_list, pinned, post_json
+from .process import ServerProcess, core_busy_seconds, core_list, first_chunk_ms, pinned, post_json
 from .report import Round
 from .servers import SERVERS, Server
 
@@ -76,7 +77,8 @@ def start(case: Case, names: list[str], settings: Settings, logdir: Path, skippe
         try:
             t0 = time.monotonic()
             run.proc.wait_ready(run.base + run.server.ready_path, timeout=180)
-            answer = post_json(run.base + run.server.predict_path, case.payload)
+            answer = post_json(run.base + run.server.predict_path, case.payload, headers=case.headers,
+                               text=bool(case.chunks))
             if (answer if case.answer_key is None else case.answer_key(answer)) != case.response:
                 raise RuntimeError(f"answered {str(answer)[:200]!r}, expected the case's response")
             log(f"[{case.name}] {run.server.name} ready in {time.monotonic() - t0:.1f} s (pid {run.proc.pid})")
@@ -160,3 +162,27 @@ def measure(case: Case, runs: list[Running], settings: Settings, script: Path, s
                 except RuntimeError as exc:
                     drop(run, exc)
     return rounds
+
+
+FIRST_CHUNK_REQUESTS = 200
+
+
+def first_chunks(case: Case, runs: list[Running], settings: Settings) -> dict[str, list[float]]:
+    """Streaming cases: ms to the first body byte on an idle server, FIRST_CHUNK_REQUESTS one after
+    another, per round (servers interleaved as in measure); a median per round."""
+    out: dict[str, list[float]] = {}
+    for r in range(settings.rounds):
+        shift = r % max(len(runs), 1)
+        for run in runs[shift:] + runs[:shift]:
+            try:
+                with _running(run.proc, settings.freeze):
+                    times = first_chunk_ms(run.base + run.server.predict_path, case.payload, case.headers,
+                                           FIRST_CHUNK_REQUESTS)
+            except (OSError, RuntimeError) as exc:
+                log(f"[{case.name}] first chunk: {run.server.name} failed: {exc}")
+                continue
+            median = statistics.median(times)
+            out.setdefault(run.server.name, []).append(median)
+            log(f"[{case.name}] first chunk round {r + 1}/{settings.rounds} {run.server.name:<15} "
+                f"median {median:.3f} ms, p90 {sorted(times)[int(len(times) * 0.9)]:.3f} ms")
+    return out

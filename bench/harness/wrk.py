@@ -14,7 +14,7 @@ LUA = """\
 wrk.method = "POST"
 wrk.body = [==[%(body)s]==]
 wrk.headers["Content-Type"] = "application/json"
-
+%(headers)s
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -43,12 +43,13 @@ class WrkResult:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-def write_script(directory: Path, name: str, payload: Any) -> Path:
+def write_script(directory: Path, name: str, payload: Any, headers: dict[str, str] | None = None) -> Path:
+    extra = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
     body = json.dumps(payload, separators=(",", ":"))
     if "]==]" in body:
         raise ValueError(f"payload of {name} contains ']==]', which ends the lua long string")
     path = directory / f"{name}.lua"
-    path.write_text(LUA % {"body": body, "mark": MARK})
+    path.write_text(LUA % {"body": body, "mark": MARK, "headers": extra})
     return path
 
 
