@@ -159,32 +159,38 @@ def post_json(url: str, payload: Any, timeout: float = 30, headers: dict[str, st
         return body.decode() if text else json.loads(body)
 
 
-def first_chunk_ms(url: str, payload: Any, headers: dict[str, str], count: int, timeout: float = 10) -> list[float]:
-    """Time from sending a request to receiving the first byte of its body, ``count`` times in a row on
-    one keep-alive connection (an idle server: one request at a time). The answer must be chunked."""
-    parsed = urllib.parse.urlsplit(url)
-    body = json.dumps(payload).encode()
-    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    request = (f"POST {parsed.path} HTTP/1.1\r\nHost: {parsed.hostname}\r\nContent-Type: application/json\r\n"
-               f"{head}Content-Length: {len(body)}\r\n\r\n").encode() + body
-    times = []
-    with socket.create_connection((parsed.hostname, parsed.port), timeout=timeout) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for _ in range(count):
-            t0 = time.perf_counter()
-            sock.sendall(request)
-            data = b""
-            first = None
-            while first is None or not data.endswith(b"0\r\n\r\n"):
-                part = sock.recv(65536)
-                if not part:
-                    raise RuntimeError("the server closed the connection mid-answer")
-                data += part
-                if first is None:
-                    end = data.find(b"\r\n\r\n")
-                    if end >= 0 and len(data) > end + 4:
-                        first = time.perf_counter() - t0
-            if b"transfer-encoding: chunked" not in data[: data.find(b"\r\n\r\n")].lower():
-                raise RuntimeError("the answer is not chunked")
-            times.append(first * 1000)
-    return times
+class FirstChunkProbe:
+    """Times from sending a request to receiving the first byte of its body, on one keep-alive
+    connection, one request at a time. The answer must be chunked."""
+
+    def __init__(self, url: str, payload: Any, headers: dict[str, str], timeout: float = 10) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        body = json.dumps(payload).encode()
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.request = (f"POST {parsed.path} HTTP/1.1\r\nHost: {parsed.hostname}\r\n"
+                        f"Content-Type: application/json\r\n{head}Content-Length: {len(body)}\r\n\r\n").encode() + body
+        self.sock = socket.create_connection((parsed.hostname, parsed.port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def one(self) -> float:
+        """One request's time to its first body byte, in ms (the whole answer is read)."""
+        sock = self.sock
+        t0 = time.perf_counter()
+        sock.sendall(self.request)
+        data = b""
+        first = None
+        while first is None or not data.endswith(b"0\r\n\r\n"):
+            part = sock.recv(65536)
+            if not part:
+                raise RuntimeError("the server closed the connection mid-answer")
+            data += part
+            if first is None:
+                end = data.find(b"\r\n\r\n")
+                if end >= 0 and len(data) > end + 4:
+                    first = time.perf_counter() - t0
+        if b"transfer-encoding: chunked" not in data[: data.find(b"\r\n\r\n")].lower():
+            raise RuntimeError("the answer is not chunked")
+        return first * 1000
+
+    def close(self) -> None:
+        self.sock.close()

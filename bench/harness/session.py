@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import wrk
 from .cases import Case
-from .process import ServerProcess, core_busy_seconds, core_list, first_chunk_ms, pinned, post_json
+from .process import FirstChunkProbe, ServerProcess, core_busy_seconds, core_list, pinned, post_json
 from .report import Round
 from .servers import SERVERS, Server
 
@@ -168,21 +168,31 @@ FIRST_CHUNK_REQUESTS = 200
 
 
 def first_chunks(case: Case, runs: list[Running], settings: Settings) -> dict[str, list[float]]:
-    """Streaming cases: ms to the first body byte on an idle server, FIRST_CHUNK_REQUESTS one after
-    another, per round (servers interleaved as in measure); a median per round."""
+    """Streaming cases: ms to the first body byte on an idle server, one request at a time, the servers
+    taking turns request by request (so a busy moment of the machine falls on all of them), in
+    `settings.rounds` rounds of FIRST_CHUNK_REQUESTS each; a median per round."""
     out: dict[str, list[float]] = {}
-    for r in range(settings.rounds):
-        shift = r % max(len(runs), 1)
-        for run in runs[shift:] + runs[:shift]:
-            try:
-                with _running(run.proc, settings.freeze):
-                    times = first_chunk_ms(run.base + run.server.predict_path, case.payload, case.headers,
-                                           FIRST_CHUNK_REQUESTS)
-            except (OSError, RuntimeError) as exc:
-                log(f"[{case.name}] first chunk: {run.server.name} failed: {exc}")
-                continue
-            median = statistics.median(times)
-            out.setdefault(run.server.name, []).append(median)
-            log(f"[{case.name}] first chunk round {r + 1}/{settings.rounds} {run.server.name:<15} "
-                f"median {median:.3f} ms, p90 {sorted(times)[int(len(times) * 0.9)]:.3f} ms")
+    for run in runs if settings.freeze else ():
+        run.proc.resume()
+    probes: dict[str, FirstChunkProbe] = {}
+    try:
+        for run in runs:
+            probes[run.server.name] = FirstChunkProbe(run.base + run.server.predict_path, case.payload, case.headers)
+        for r in range(settings.rounds):
+            times: dict[str, list[float]] = {}
+            for _ in range(FIRST_CHUNK_REQUESTS):
+                for name, probe in probes.items():
+                    times.setdefault(name, []).append(probe.one())
+            for name, found in times.items():
+                median = statistics.median(found)
+                out.setdefault(name, []).append(median)
+                log(f"[{case.name}] first chunk round {r + 1}/{settings.rounds} {name:<15} "
+                    f"median {median:.3f} ms, p90 {sorted(found)[int(len(found) * 0.9)]:.3f} ms")
+    except (OSError, RuntimeError) as exc:
+        log(f"[{case.name}] first chunk: failed: {exc}")
+    finally:
+        for probe in probes.values():
+            probe.close()
+        for run in runs if settings.freeze else ():
+            run.proc.pause()
     return out

@@ -1,13 +1,26 @@
-"""The output of a streaming predict, as the runtime hands it to every front door."""
+"""The output of a streaming predict, as the runtime hands it to every front door.
+
+A chunk's trip costs what the server's own send costs, measured (``bench/stream_profile.py``):
+
+- Chunks wait in a ``deque``. A predict thread appends to it and wakes the loop only when no wake is
+  already pending (``_wake_pending``), so chunks made while the loop is busy cross in one hop
+  instead of one ``call_soon_threadsafe`` each (a self-pipe write and a loop callback).
+- The reader takes chunks with :meth:`ChunkStream.take`, a plain call; it awaits
+  (:meth:`ChunkStream.wait`, one future) only when none is ready. ``async for`` works too, for the
+  front doors that are not on the hot path.
+- Backpressure costs a length check per chunk: past ``room`` unread chunks the producer waits, a
+  predict thread on a ``threading.Event``, an async generator on a future, and the reader wakes it
+  once it has taken a chunk.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from kingpost.concurrency import resolve
 from kingpost.errors import user_error
 
 if TYPE_CHECKING:
@@ -15,6 +28,8 @@ if TYPE_CHECKING:
 
 END = object()
 """Put into a stream after its last chunk."""
+EMPTY = object()
+"""What :meth:`ChunkStream.take` returns while no chunk is ready."""
 
 
 class Failure:
@@ -30,58 +45,164 @@ class ChunkStream:
     """The output of a streaming predict, read with ``async for``; ``aclose()`` abandons it.
 
     At most ``room`` chunks wait for the reader (0: no bound): past that, the producer waits in
-    :meth:`wait_room` (a predict thread) or :meth:`put_async` (an async generator), so a client
+    :meth:`put_from_thread` (a predict thread) or :meth:`put_async` (an async generator), so a client
     that reads slowly slows the generator instead of filling memory.
     """
 
-    def __init__(self, job: Job, room: int = 0) -> None:
+    __slots__ = ("_blocked", "_cap", "_done", "_job", "_loop", "_ready", "_space", "_space_future", "_waiter",
+                 "_wake_pending")
+
+    def __init__(self, job: Job, loop: asyncio.AbstractEventLoop, room: int = 0) -> None:
         self._job = job
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._loop = loop
+        self._ready: deque[Any] = deque()
         self._done = False
-        self._room = threading.Semaphore(room) if room else None
+        self._waiter: asyncio.Future[None] | None = None  # the reader, waiting for a chunk
+        self._wake_pending = False  # a predict thread asked the loop to run _wake, which has not run yet
         self._cap = room
-        self._space: asyncio.Future[None] | None = None
+        self._blocked = False  # the producer waits for room
+        self._space: threading.Event | None = None  # ... a predict thread, here
+        self._space_future: asyncio.Future[None] | None = None  # ... an async generator, here
 
-    def put(self, item: Any) -> None:  # called on the loop
-        self._queue.put_nowait(item)
+    # -- the producer ------------------------------------------------------------------------------
 
-    def wait_room(self) -> None:
-        """On a predict thread: wait until fewer than ``room`` chunks are unread (or the reader left)."""
-        room = self._room
-        if room is not None:
-            while not room.acquire(timeout=1.0):
-                if self._job.cancelled:
-                    return
+    def put(self, item: Any) -> None:
+        """On the loop: add ``item`` (a chunk, END or a Failure) without waiting for room."""
+        self._ready.append(item)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def full(self) -> bool:
+        """Whether ``room`` chunks are unread (an async producer then awaits :meth:`room`)."""
+        return bool(self._cap) and len(self._ready) >= self._cap
+
+    async def room(self) -> None:
+        """On the loop: until fewer than ``room`` chunks are unread, or the reader left."""
+        cap = self._cap
+        while cap and len(self._ready) >= cap and not self._job.cancelled:
+            self._blocked = True
+            self._space_future = self._loop.create_future()
+            await self._space_future
 
     async def put_async(self, item: Any) -> None:
-        """On the loop: put ``item``, first waiting while ``room`` chunks are unread."""
-        while self._cap and self._queue.qsize() >= self._cap and not self._job.cancelled:
-            self._space = asyncio.get_running_loop().create_future()
-            await self._space
-        self._queue.put_nowait(item)
+        """On the loop: add a chunk, first waiting while ``room`` chunks are unread (or until the reader left)."""
+        await self.room()
+        self.put(item)
+
+    def defer_wake(self) -> None:
+        """Chunks from a thread wake no one until :meth:`wake` runs (the stream's hand-over does)."""
+        self._wake_pending = True
+
+    def put_from_thread(self, item: Any) -> bool:
+        """On a predict thread: add a chunk, first waiting for room; False (nothing added) once the reader left."""
+        cap = self._cap
+        ready = self._ready
+        if cap and len(ready) >= cap and not self._wait_room():
+            return False
+        if self._job.cancelled:
+            return False
+        ready.append(item)
+        if not self._wake_pending:  # else the pending wake will find this chunk too
+            self._wake_pending = True
+            self._loop.call_soon_threadsafe(self._wake)
+        return True
+
+    def end_from_thread(self, item: Any, then: Any = None) -> None:
+        """On a predict thread: add END or a Failure, and wake the loop to run ``then(self)`` (or nothing)."""
+        self._ready.append(item)
+        self._loop.call_soon_threadsafe(self._ended, then)
+
+    def wait_taken(self) -> None:
+        """On a predict thread: until the reader took every chunk (or left); the first chunk's way out."""
+        if self._ready:
+            self._wait_room(1)
+
+    def _wait_room(self, cap: int = 0) -> bool:
+        space = self._space
+        if space is None:
+            space = self._space = threading.Event()
+        cap = cap or self._cap
+        while True:
+            self._blocked = True  # set before the event is cleared and the length read again: see _took
+            space.clear()
+            if len(self._ready) < cap:
+                return True
+            if self._job.cancelled:
+                return False
+            space.wait(1.0)
+
+    def wake(self) -> None:
+        """On the loop: the reader, if it waits, looks for chunks again."""
+        self._wake()
+
+    def _wake(self) -> None:  # on the loop
+        self._wake_pending = False  # first: a chunk appended from now on schedules another wake
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _ended(self, then: Any) -> None:  # on the loop
+        if then is not None:
+            then(self)
+        self._wake()
+
+    # -- the reader --------------------------------------------------------------------------------
+
+    def take(self) -> Any:
+        """The next chunk if one is ready, else EMPTY; END once the stream ended. Raises the generator's error."""
+        ready = self._ready
+        if not ready:
+            return END if self._done else EMPTY
+        item = ready.popleft()
+        if self._blocked:
+            self._made_room()
+        if item is END:
+            self._done = True
+        elif type(item) is Failure:
+            self._done = True
+            raise item.error
+        return item
+
+    async def wait(self, timeout: float | None = None) -> None:
+        """Until a chunk (or the end) is ready to take; TimeoutError past ``timeout`` seconds."""
+        if self._ready or self._done:
+            return
+        loop = self._loop
+        waiter = self._waiter = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
     def _made_room(self) -> None:
-        if self._room is not None:
-            self._room.release()
+        self._blocked = False
         space = self._space
         if space is not None:
-            self._space = None
-            resolve(space, None)
+            space.set()
+        future = self._space_future
+        if future is not None:
+            self._space_future = None
+            if not future.done():
+                future.set_result(None)
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self
 
     async def __anext__(self) -> Any:
-        if self._done:
-            raise StopAsyncIteration
-        item = await self._queue.get()
-        self._made_room()
+        item = self.take()
+        while item is EMPTY:
+            await self.wait()
+            item = self.take()
         if item is END:
-            self._done = True
             raise StopAsyncIteration
-        if isinstance(item, Failure):
-            self._done = True
-            raise item.error
         return item
 
     async def aclose(self) -> None:
@@ -90,6 +211,11 @@ class ChunkStream:
         self._done = True
         self._job.cancelled = True
         self._made_room()  # a producer waiting for room wakes, sees the reader gone and stops
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class _Feed:
@@ -101,11 +227,14 @@ class _Feed:
         self.cancelled = False
         self.task: asyncio.Task[None] | None = None
 
+    def abandon(self) -> None:  # as Job.abandon: the reader left; the feeding task stops at its next chunk
+        self.cancelled = True
+
 
 def generator_stream(chunks: AsyncIterator[Any], stage: str, loop: asyncio.AbstractEventLoop) -> ChunkStream:
     """A ChunkStream fed from ``chunks`` by a task of its own (a generator postprocess, outside the slots)."""
     feed = _Feed()
-    stream = ChunkStream(feed)  # type: ignore[arg-type]  # it reads only .cancelled
+    stream = ChunkStream(feed, loop)  # type: ignore[arg-type]  # it reads only .cancelled and .abandon()
 
     async def run() -> None:
         try:

@@ -104,13 +104,22 @@ class TaskPredictor(Predictor):
                 self._deliver(job, output)
 
     async def _pump(self, job: Job, generator: Any) -> None:
-        stream = ChunkStream(job, self._room)
+        stream = ChunkStream(job, self._loop, self._room)
         resolve(job.future, stream)
+        put, full = stream.put, stream.full
+        first = True
         try:
             async for chunk in generator:
                 if job.cancelled:
                     break
-                await stream.put_async(chunk)
+                if full():
+                    await stream.room()
+                    if job.cancelled:
+                        break
+                put(chunk)
+                if first:  # let the request send its headers and this chunk before the generator goes on
+                    first = False
+                    await asyncio.sleep(0)
         except Exception as exc:  # noqa: BLE001
             stream.put(Failure(self._hook.error(exc)))
         else:

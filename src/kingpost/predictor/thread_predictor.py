@@ -83,7 +83,7 @@ class ThreadPredictor(Predictor):
         if type(output) is not GeneratorType:
             return output
         job = _PumpJob(output, self._loop.create_future(), None, gone)  # a thread drives the stream,
-        job.stream = ChunkStream(job, self._room)  # holding a slot until it ends
+        job.stream = ChunkStream(job, self._loop, self._room)  # holding a slot until it ends
         self.submit(job)
         return job.stream
 
@@ -181,27 +181,46 @@ class ThreadPredictor(Predictor):
             hook.finished(start)
 
     def _pump(self, job: Job, generator: Any, stream: ChunkStream | None = None) -> None:
-        """Drive a sync generator on this predict thread (holding the slot) into a ChunkStream."""
+        """Drive a sync generator on this predict thread (holding the slot) into a ChunkStream.
+
+        The stream is handed to the waiting request once its first chunk is in it (one wake of the
+        loop for both), and the generator goes on once that chunk was taken: holding the GIL, it would
+        otherwise delay the first chunk by up to a switch interval. Later chunks wake the loop only
+        when no wake is pending (ChunkStream).
+        """
         loop = self._loop
+        unheard = stream is None  # the request still awaits job.future
         if stream is None:
-            stream = ChunkStream(job, self._room)
-            loop.call_soon_threadsafe(resolve, job.future, stream)
+            stream = ChunkStream(job, loop, self._room)
+            stream.defer_wake()  # the hand-over wakes the reader
         last: Any = END
         current.job = job
+        first = True
         try:
             try:
+                put = stream.put_from_thread
                 for chunk in generator:
-                    stream.wait_room()
-                    if job.cancelled:
+                    if not put(chunk):
                         break
-                    loop.call_soon_threadsafe(stream.put, chunk)
+                    if first:  # the first chunk leaves before the generator goes on (the GIL is ours)
+                        first = False
+                        if unheard:
+                            unheard = False
+                            loop.call_soon_threadsafe(_hand_over, job.future, stream)
+                        stream.wait_taken()
             finally:
                 current.job = None
                 generator.close()
         except BaseException as exc:  # noqa: BLE001
             last = Failure(self._hook.error(exc))
-        loop.call_soon_threadsafe(self._stream_end, stream, last)
+        if unheard:
+            loop.call_soon_threadsafe(_hand_over, job.future, stream)
+        stream.end_from_thread(last, self._stream_end)
 
-    def _stream_end(self, stream: ChunkStream, last: Any) -> None:
+    def _stream_end(self, stream: ChunkStream) -> None:
         self._outstanding -= 1  # the slot is free only now, not when the stream was handed over
-        stream.put(last)
+
+
+def _hand_over(future: asyncio.Future[Any], stream: ChunkStream) -> None:
+    resolve(future, stream)
+    stream.wake()

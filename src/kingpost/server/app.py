@@ -38,7 +38,7 @@ from kingpost.errors import (
     RequestError,
     UnsupportedMediaType,
 )
-from kingpost.predictor.streams import ChunkStream
+from kingpost.predictor.streams import EMPTY, END, ChunkStream
 from kingpost.runtime import Runtime
 from kingpost.server import openai, openapi
 from kingpost.server.accesslog import AccessLog
@@ -59,7 +59,7 @@ from kingpost.server.v2 import V2, v2_openapi
 from kingpost.server.watchdog import PredictWatchdog
 from kingpost.server.websocket import WebsocketRoute
 from kingpost.stats import RuntimeStats
-from kingpost.types import Headers, Message, Params, Receive, Scope, Send, State, Stream
+from kingpost.types import Headers, Message, Params, Receive, Scope, Send, State
 
 if TYPE_CHECKING:
     from kingpost.jobs.service import JobService
@@ -444,12 +444,15 @@ class App:
         found = f"more than {size}" if more else str(size)
         return (f"the request body is {found} bytes; runtime.max_request_bytes allows {self.max_bytes}.")
 
-    async def _stream(self, send: Send, stream: Stream, accept: bytes | None, gone: Callable[[], bool],
+    async def _stream(self, send: Send, stream: ChunkStream, accept: bytes | None, gone: Callable[[], bool],
                       content_type: bytes = _OCTET, timeout: float | None = None) -> None:
         """Answer a streaming predict: chunked by default, SSE on request, gathered for plain JSON.
 
         A gap longer than ``timeout`` (``runtime.streaming_read_timeout``) between two chunks cuts
         the stream, as in Truss: the connection is closed without the final chunk.
+
+        Chunks are taken as they are ready (``ChunkStream.take``, a plain call) and each is sent as
+        it was yielded; the loop awaits the stream (and arms the timeout) only when no chunk is ready.
         """
         try:
             if accept is not None and accept.strip().lower() == _JSON:
@@ -459,32 +462,31 @@ class App:
             sse = accept is not None and b"text/event-stream" in accept
             encode = codecs.encode_sse_event if sse else codecs.chunk_bytes
             watchdog = self.watchdog
-            iterator = stream.__aiter__()
+            take, wait = stream.take, stream.wait
+            chunk = take()
             try:
-                first = await asyncio.wait_for(iterator.__anext__(), timeout)
-            except StopAsyncIteration:
-                first = None
-            except asyncio.TimeoutError:
+                while chunk is EMPTY:
+                    await wait(timeout)
+                    chunk = take()
+            except TimeoutError:
                 raise DeadlineExceeded(f"the model's stream produced nothing for {timeout:g} s "
                                        "(runtime.streaming_read_timeout).") from None
-            headers = [(b"content-type", b"text/event-stream" if sse else content_type),
-                       (b"cache-control", b"no-cache")]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            if first is not None:
-                await send({"type": "http.response.body", "body": encode(first), "more_body": True})
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/event-stream" if sse else content_type),
+                                    (b"cache-control", b"no-cache")]})
+            if chunk is not END:
                 try:
                     while True:
-                        try:
-                            chunk = await (iterator.__anext__() if timeout is None
-                                           else asyncio.wait_for(iterator.__anext__(), timeout))
-                        except StopAsyncIteration:
+                        if chunk is EMPTY:
+                            await wait(timeout)
+                        else:
+                            if watchdog is not None:
+                                watchdog.chunks += 1  # progress: a stream is not a stuck predict
+                            await send({"type": "http.response.body", "body": encode(chunk), "more_body": True})
+                        chunk = take()
+                        if chunk is END or gone():
                             break
-                        if gone():
-                            break
-                        if watchdog is not None:
-                            watchdog.chunks += 1  # progress: a stream is not a stuck predict
-                        await send({"type": "http.response.body", "body": encode(chunk), "more_body": True})
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     logger.error("the model's stream produced nothing for %g s (runtime.streaming_read_timeout); "
                                  "the stream was cut", timeout)
                     raise StreamCut from None
