@@ -2,6 +2,7 @@
 """kingpost on Ray Serve vs `kingpost serve`: requests/s of the pipeline bundle, 1 and 2 replicas.
 
     .venvs/ray/bin/python bench/cases_ray.py [--quick] [--concurrency 16,64] [--rounds 3] [--predict-ms 5]
+        [--ingress proxy|proxy-grpc|direct|throughput|haproxy] [--replicas 1,2]
 
 Needs a Python with kingpost and ray[serve] (the ray venv of the README's CI section) and wrk.
 Runs inside a private network namespace (`unshare -rn`): Ray's replicas listen on every interface.
@@ -16,6 +17,13 @@ Each point is the median of the rounds. The pipeline holds predict 5 ms under a 
 so one replica (or one `kingpost serve`) tops out at 200 req/s, N replicas at N x 200, provided
 the machine has the CPU for Serve's proxy and replicas: the CPU µs/req column (the server's whole
 process tree; for Ray, every process of the local cluster) shows what each request costs.
+`--ingress` picks how requests reach the replica, among the options the installed Ray Serve (2.60)
+offers, set through its environment variables before the cluster starts: `proxy` (its default HTTP
+proxy, which hands each request to the replica as an actor call), `proxy-grpc`
+(RAY_SERVE_PROXY_USE_GRPC=1: proxy to replica over gRPC), `direct` (RAY_SERVE_ENABLE_DIRECT_INGRESS=1:
+no proxy, the ingress replica runs its own HTTP server on a port from 30000), `throughput`
+(RAY_SERVE_THROUGHPUT_OPTIMIZED=1: direct ingress plus gRPC, user code and router on the replica's
+loop) and `haproxy` (RAY_SERVE_ENABLE_HA_PROXY=1, needs the haproxy binary on PATH).
 `--predict-ms 50` runs a copy whose predict holds the lock 50 ms (20 req/s per replica), where
 the lock rather than the CPU is the limit on a small machine.
 """
@@ -47,6 +55,34 @@ CASE = CASES["pipeline"]
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+INGRESS_ENV = {
+    "proxy": {},
+    "proxy-grpc": {"RAY_SERVE_PROXY_USE_GRPC": "1"},
+    "direct": {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"},
+    "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+    "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1"},
+}
+DIRECT_PORTS = range(30000, 30100)  # Serve 2.60's RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT and up
+
+
+def direct_url(timeout: float = 60) -> str:
+    """With direct ingress the replica listens on a port of its own: the first one that answers readiness."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for port in DIRECT_PORTS:
+            base = f"http://127.0.0.1:{port}"
+            try:
+                with urllib.request.urlopen(base + "/v1/models/model", timeout=1) as reply:
+                    if reply.status == 200:
+                        return base
+            except OSError:
+                continue
+        time.sleep(1)
+    raise RuntimeError(f"no replica answered on ports {DIRECT_PORTS.start}-{DIRECT_PORTS.stop - 1}")
 
 
 Point = tuple[wrk.WrkResult, float]  # the median round, and the server's CPU µs per request in it
@@ -131,27 +167,34 @@ def bench_ray(script: Path, args: argparse.Namespace) -> dict[int, dict[int, Poi
     with kingpost_ray.deploy(
         args.bundle, port=8302, num_replicas=1, max_ongoing_requests=args.max_ongoing
     ) as deployment:
-        log(f"[ray] cluster and 1 replica ready in {time.monotonic() - started:.1f} s")
-        url = deployment.url + "/v1/models/model:predict"
+        log(f"[ray] cluster and 1 replica ready in {time.monotonic() - started:.1f} s (ingress {args.ingress})")
+        base = direct_url() if args.ingress in ("direct", "throughput", "haproxy") and not args.via_proxy_port \
+            else deployment.url
+        url = base + "/v1/models/model:predict"
+        log(f"[ray] measuring {url}")
         assert post_json(url, CASE.payload) == CASE.response
-        out[1] = measure(url, script, args, [], cluster_cpu_seconds)
-        started = time.monotonic()
-        serve.run(
-            kingpost_ray.application(
-                args.bundle, name=deployment.name, num_replicas=2, ship=False, max_ongoing_requests=args.max_ongoing
-            ),
-            name=deployment.name,
-            route_prefix="/",
-            logging_config={"enable_access_log": False, "log_level": "WARNING"},  # as deploy() has it
-        )
-        log(f"[ray] redeployed with 2 replicas in {time.monotonic() - started:.1f} s")
-        out[2] = measure(url, script, args, [], cluster_cpu_seconds)
+        if 1 in args.replicas:
+            out[1] = measure(url, script, args, [], cluster_cpu_seconds)
+        if 2 in args.replicas:
+            started = time.monotonic()
+            serve.run(
+                kingpost_ray.application(
+                    args.bundle, name=deployment.name, num_replicas=2, ship=False,
+                    max_ongoing_requests=args.max_ongoing
+                ),
+                name=deployment.name,
+                route_prefix="/",
+                logging_config={"enable_access_log": False, "log_level": "WARNING"},  # as deploy() has it
+            )
+            log(f"[ray] redeployed with 2 replicas in {time.monotonic() - started:.1f} s")
+            out[2] = measure(url, script, args, [], cluster_cpu_seconds)
     return out
 
 
 def table(args: argparse.Namespace, serve_results: dict[int, Point], ray_results: dict[int, dict[int, Point]]) -> str:
     rows = [("server", "replicas", "conc", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "errors", "of the limit")]
-    runs = [("kingpost serve", 1, serve_results)] + [("kingpost ray", n, r) for n, r in ray_results.items()]
+    runs = [("kingpost serve", 1, serve_results)] + [(f"kingpost ray ({args.ingress})", n, r)
+                                                      for n, r in ray_results.items()]
     for name, replicas, results in runs:
         for conc, (r, cpu_us) in results.items():
             limit = 1000 / args.predict_ms * replicas
@@ -182,7 +225,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("--skip-serve", action="store_true", help="measure Ray only")
     p.add_argument("--predict-ms", type=float, default=5.0, help="predict's sleep under the lock (5, as bundled)")
     p.add_argument("--max-ongoing", type=int, default=None, help="max_ongoing_requests per replica")
+    p.add_argument("--ingress", default="proxy", choices=sorted(INGRESS_ENV), help="how requests reach the replica")
+    p.add_argument("--via-proxy-port", action="store_true", help="with direct ingress, still send to the proxy port")
+    p.add_argument("--replicas", default="1,2", help="replica counts to measure (1,2)")
     args = p.parse_args(argv)
+    args.replicas = [int(n) for n in args.replicas.split(",")]
+    if args.ingress == "haproxy" and shutil.which("haproxy") is None:
+        p.error("--ingress haproxy needs the haproxy binary on PATH (Debian: apt-get install haproxy)")
+    os.environ.update(INGRESS_ENV[args.ingress])  # before the cluster starts: its processes inherit it
     args.duration = 2 if args.quick else 5
     args.levels = [int(c) for c in args.concurrency.split(",")]
     if os.environ.get(IN_NETNS_ENV) != "1":
