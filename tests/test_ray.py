@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import itertools
 import json
 import os
 import shutil
@@ -172,7 +173,7 @@ def test_two_replicas_serve_200_concurrent_requests_and_stop_clean(tmp_path: Pat
     assert rest[-1]["at"] - first["at"] > 1.0, seen["stream"]  # the first chunk came before the end
     # each chunk as it was yielded, 0.5 s apart, through Serve's proxy: none held back and coalesced
     arrivals = [c["at"] for c in seen["stream"]]
-    assert all(later - earlier > 0.3 for earlier, later in zip(arrivals[1:], arrivals[2:])), seen["stream"]
+    assert all(later - earlier > 0.3 for earlier, later in itertools.pairwise(arrivals)), seen["stream"]
     assert seen["handle_stream"] == [seen["stream"][0]["text"], "chunk 0\n"]
     # kingpost.AsyncClient talks to the deployment as to `kingpost serve`
     assert seen["client"] == [-2, -3]
