@@ -205,12 +205,16 @@ class ChunkStream:
             raise StopAsyncIteration
         return item
 
-    async def aclose(self) -> None:
+    def abandon(self) -> None:
+        """On the loop: no one will read this stream; a producer waiting for room wakes and stops."""
         if not self._done:  # abandoned before its end: stop the generator (an async one at once)
             self._job.abandon()
         self._done = True
         self._job.cancelled = True
-        self._made_room()  # a producer waiting for room wakes, sees the reader gone and stops
+        self._made_room()
+
+    async def aclose(self) -> None:
+        self.abandon()
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:

@@ -222,5 +222,8 @@ class ThreadPredictor(Predictor):
 
 
 def _hand_over(future: asyncio.Future[Any], stream: ChunkStream) -> None:
-    resolve(future, stream)
-    stream.wake()
+    if future.done():  # the request was cancelled (its client left) before the first chunk: no reader
+        stream.abandon()
+    else:
+        future.set_result(stream)
+        stream.wake()
