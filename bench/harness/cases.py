@@ -142,6 +142,15 @@ CASES: dict[str, Case] = {
             speedups=(("kingpost-w2", "kingpost", None),),
         ),
         Case(
+            name="workers-echo",
+            description="the echo bundle (the server's own overhead), 1 vs 2 server processes on cores 0,1",
+            payload=FEATURES,
+            bundle_dir="echo",
+            servers=("kingpost", "kingpost-w2"),
+            server_cores="0,1",
+            speedups=(("kingpost-w2", "kingpost", None),),
+        ),
+        Case(
             name="v2",
             description="Open Inference Protocol: one FP32 [4, 8] tensor in JSON, decoded to numpy, echoed, "
             "encoded back as output-0",
