@@ -103,7 +103,7 @@ async def main_async(args: argparse.Namespace) -> None:
     from kingpost.runtime import Runtime
     from kingpost.server.app import App
 
-    runtime = Runtime.from_dir(BUNDLES / args.bundle)
+    runtime = Runtime.from_dir(BUNDLES / args.bundle if (BUNDLES / args.bundle).is_dir() else Path(args.bundle))
     await runtime.start()
     app = App(runtime, on_uvicorn=True)
     scope = {"type": "http", "method": "POST", "path": PATH, "headers": [], "root_path": ""}
@@ -139,7 +139,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bundle", default="stream", choices=["stream", "stream-async"])
+    p.add_argument("--bundle", default="stream", help="stream, stream-async or a bundle directory")
     p.add_argument("--sse", action="store_true")
     p.add_argument("--chunks", type=int, default=200)
     p.add_argument("--requests", type=int, default=300)

@@ -96,7 +96,7 @@ def test_a_slow_reader_holds_the_predict_slot_and_the_generator(tmp_path: Path) 
     with serving(bundle_path("stream_slot")) as server, socket.socket() as slow:
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         slow.connect((server.host, server.port))
-        slow.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        slow.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\nContent-Type: application/json\r\n"
                      f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         deadline = time.monotonic() + 10
         while _progress(log) in ("", "0") and time.monotonic() < deadline:
