@@ -80,7 +80,8 @@ def main() -> int:
             print(f"kingpost serve {case.bundle} --workers {args.workers}: processes {tree}")
             for pid in tree:
                 rss, pss = _kb(pid, "status", "VmRSS"), _kb(pid, "smaps_rollup", "Pss")
-                role = "worker" if pid in workers and pid != root else ("server" if workers == [root] else "supervisor")
+                role = ("server" if workers == [root] else "supervisor") if pid == root else (
+                    "worker" if pid in workers else "helper: multiprocessing's resource tracker")
                 print(f"  pid {pid} ({role}): RSS {rss / 1024:.1f} MiB, PSS {pss / 1024:.1f} MiB")
             script = wrk.write_script(Path(tmp), case.name, case.payload)
             before = {pid: _cpu(pid) for pid in workers}
