@@ -1,5 +1,6 @@
 """A stream's chunks reach the client one by one, as the generator yields them, on every front door;
 and a client that reads slowly keeps the predict slot (and the generator) waiting, not the memory.
+(Ray Serve's front door: tests/test_ray.py checks each chunk of a trickling stream arrives alone.)
 
 The paced tests use tests/bundles/server_stream (a sync generator on a predict thread) and
 server_stream_async (an async generator on the loop): before chunk i it waits for a gate file the
@@ -96,8 +97,8 @@ def test_a_slow_reader_holds_the_predict_slot_and_the_generator(tmp_path: Path) 
     with serving(bundle_path("stream_slot")) as server, socket.socket() as slow:
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         slow.connect((server.host, server.port))
-        slow.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\nContent-Type: application/json\r\n"
-                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        slow.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
         deadline = time.monotonic() + 10
         while _progress(log) in ("", "0") and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -133,3 +134,32 @@ def test_a_slow_reader_holds_the_predict_slot_and_the_generator(tmp_path: Path) 
         assert second["body"] == b"xxxxxx"
         assert second["at"] >= drained_at - 0.5  # answered once the first stream was (nearly) read
         assert _progress(log) == f"done {count}"
+
+
+def test_in_process_a_slow_reader_holds_the_predict_slot(tmp_path: Path) -> None:
+    """The same through kingpost.load: a caller that stops reading its chunks keeps the generator
+    waiting (within runtime.limits.stream_buffer_chunks) and the only predict slot taken."""
+    log = tmp_path / "log"
+    bundle = kingpost.load(bundle_path("stream_slot"))
+    try:
+        chunks = iter(bundle.predict({"chunks": 200, "size": 4, "log": str(log)}))
+        assert next(chunks) == b"xxxx"
+        time.sleep(0.5)  # reads nothing meanwhile
+        ahead = _progress(log)
+        assert ahead and not ahead.startswith("done") and int(ahead) <= 20, ahead  # 16 of room, one in hand
+
+        second: dict[str, object] = {}
+        thread = threading.Thread(target=lambda: second.update(
+            body=b"".join(bundle.predict({"chunks": 2, "size": 3})), at=time.monotonic()))
+        thread.start()
+        time.sleep(0.5)
+        assert not second, "a second predict ran while the first stream held the only slot"
+        rest = list(chunks)
+        drained_at = time.monotonic()
+        thread.join(10)
+        assert len(rest) == 199
+        assert second["body"] == b"xxxxxx"
+        assert second["at"] >= drained_at - 0.5
+        assert _progress(log) == "done 200"
+    finally:
+        bundle.close()
