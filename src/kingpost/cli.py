@@ -111,6 +111,7 @@ def predict(directory: Path, data: str | None, file: Path | None, example: str |
         _fail("give exactly one input: -d JSON, -f FILE or --example NAME.", 2)
     if isolated:
         _run_isolated(directory)
+    _install_progress()
     import kingpost
     from kingpost.bundle import Chunks
     from kingpost.codecs import decode_json, encode_json
@@ -165,6 +166,7 @@ def serve(directories: tuple[Path, ...], host: str, port: int, workers: int | No
         if len(directories) > 1:
             _fail("--isolated takes one bundle (one environment per server); serve several without it.", 2)
         _run_isolated(directories[0])
+    _install_progress()
     from kingpost.server.run import serve as run
 
     sys.exit(run(directories[0] if len(directories) == 1 else directories, host=host, port=port, workers=workers,
@@ -283,6 +285,37 @@ def image(directories: tuple[Path, ...], tag: str | None, context_dir: Path | No
     with Progress() as progress:  # on a terminal, the engine's lines move one live line; else they go as they are
         built = build_image(directory, tag=tag, context_dir=context_dir, echo=progress if progress.live else None)
     click.echo(f"Built image {built}")
+
+
+@main.command()
+@click.argument("directory", type=BUNDLE)
+@click.option("--refresh", is_flag=True, help="List every source again, even one already in the cache.")
+@_secrets_option
+@_errors_to_one_line
+def fetch(directory: Path, refresh: bool, secrets_dir: Path | None) -> None:
+    """Fetch the bundle's model_cache, weights and external_data into the cache ahead of time."""
+    from kingpost.config import load_config
+    from kingpost.weights import cache_root, fetch_bundle
+
+    _install_progress()
+    fetched = fetch_bundle(directory, load_config(directory), secrets_dir=secrets_dir, refresh=refresh)
+    if not fetched:
+        click.echo(f"{directory}: declares no model_cache, weights or external_data; nothing to fetch.")
+    for item in fetched:
+        size = sum(e.size for e in item.entries)
+        state = "cached" if item.cached else "fetched"
+        click.echo(f"{state:<8} {item.source.key}: {item.source.url} ({len(item.entries)} file(s), {_size(size)}) "
+                   f"-> {item.source.mount}")
+    if fetched:
+        click.echo(f"cache    {cache_root()}")
+
+
+def _install_progress() -> None:
+    """A download progress bar on a terminal only."""
+    if sys.stderr.isatty():
+        from kingpost.weights.progress import Bar, install
+
+        install(Bar(sys.stderr))
 
 
 @main.command()

@@ -33,7 +33,7 @@ _ACCELERATOR = re.compile(r"^[A-Za-z0-9_-]+(:\d+)?$")
 _TRUSS_BOOKKEEPING = frozenset(
     {"spec_version", "model_framework", "model_type", "live_reload", "apply_library_patches",
      "input_type", "use_local_src", "hf_cache", "model_cache", "cache_internal", "build",
-     "model_repo", "external_data", "training_checkpoints", "docker_server", "trt_llm"}
+     "model_repo", "external_data", "training_checkpoints", "docker_server", "trt_llm", "weights"}
 )
 _TRUSS_RUNTIME_KEYS = frozenset(
     {"enable_tracing_data", "enable_debug_logs", "transport", "health_checks",

@@ -15,6 +15,7 @@
     │   ├── ClientGone ......... the caller went away before its answer; nothing is sent
     │   ├── ModelError ......... a user hook raised; `.stage` names which one
     │   └── UnreachableError ... (kingpost.Client) the server could not be reached, or the connection broke
+    ├── FetchError ............. model_cache / weights / external_data could not be fetched or verified
     └── PackagingError ......... an environment, build context, image or deployment could not be made
 
 Foreign and user errors are translated at the boundary with ``raise X(...) from exc``; their
@@ -111,6 +112,10 @@ class ModelError(RequestError):
 
 class UnreachableError(RequestError):
     """(Client side) no connection to the server could be made, or it broke before the answer came."""
+
+
+class FetchError(KingpostError):
+    """A declared source (``model_cache``, ``weights``, ``external_data``) could not be fetched or verified."""
 
 
 class PackagingError(KingpostError):

@@ -108,18 +108,21 @@ def hook_kind(fn: Any) -> HookKind:
     return HookKind.SYNC
 
 
-def construct(spec: ModelSpec, bundle_dir: Path, config: Config, secrets: Secrets) -> ModelHooks:
-    """Build the Model, passing only the keyword arguments its ``__init__`` declares."""
+def construct(spec: ModelSpec, bundle_dir: Path, config: Config, secrets: Secrets, *,
+              data_dir: Path | None = None, extra: Mapping[str, Any] | None = None) -> ModelHooks:
+    """Build the Model, passing only the keyword arguments its ``__init__`` declares.
+
+    ``data_dir`` replaces the bundle's own (a view that adds external_data); ``extra`` offers more
+    keyword arguments (``lazy_data_resolver``).
+    """
     available: dict[str, Any] = {
         "config": dict(config.raw),
-        "data_dir": bundle_dir / config.data_dir,
+        "data_dir": data_dir or bundle_dir / config.data_dir,
         "secrets": secrets,
         "environment": None,
+        **(extra or {}),
     }
-    try:
-        params = inspect.signature(spec.cls).parameters.values()
-    except (TypeError, ValueError):
-        params = []  # type: ignore[assignment]
+    params = _init_params(spec)
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         kwargs = available
     else:
@@ -131,6 +134,18 @@ def construct(spec: ModelSpec, bundle_dir: Path, config: Config, secrets: Secret
             f"{rel(bundle_dir, spec.file)}: {spec.cls.__name__}() raised {describe(exc, end=True)}"
         ) from exc
     return ModelHooks(instance=instance, spec=spec)
+
+
+def accepts(spec: ModelSpec, name: str) -> bool:
+    """Whether the Model's ``__init__`` takes the keyword ``name`` (by name or through ``**kwargs``)."""
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in _init_params(spec))
+
+
+def _init_params(spec: ModelSpec) -> list[inspect.Parameter]:
+    try:
+        return list(inspect.signature(spec.cls).parameters.values())
+    except (TypeError, ValueError):
+        return []
 
 
 def apply_environment(config: Config) -> None:

@@ -37,6 +37,8 @@ from kingpost.predictor.thread_predictor import ThreadPredictor
 from kingpost.secrets import SecretStore
 from kingpost.stats import RuntimeStats
 from kingpost.types import HookKind, Stage, State
+from kingpost.weights import Fetcher, LazyDataResolver
+from kingpost.weights.progress import weights_progress
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,9 @@ class Runtime:
         self._predictor: ThreadPredictor | TaskPredictor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeout = config.runtime.request_timeout_s
+        self._secrets_dir = secrets_dir
+        self._resolver: LazyDataResolver | None = None
+        self.activity: str | None = None  # what loading is doing now, for readiness ("fetching weights")
 
     @classmethod
     def from_dir(cls, bundle_dir: str | Path, *, secrets_dir: str | Path | None = None) -> Runtime:
@@ -79,6 +84,8 @@ class Runtime:
                 await load.acall(None)
             elif load is not None:
                 await on_daemon_thread(loop, load.call, None)
+            if self._resolver is not None and not self._resolver.collected:
+                await on_daemon_thread(loop, self._await_lazy_fetch)
             self._wire(hooks)
         except ModelLoadError as exc:
             self.state, self.failure = State.FAILED, str(exc)
@@ -86,7 +93,7 @@ class Runtime:
         except KingpostError as exc:
             self.state, self.failure = State.FAILED, str(exc)
             raise ModelLoadError(str(exc)) from exc
-        self.state = State.READY
+        self.state, self.activity = State.READY, None
         logger.info("%s: model loaded and ready", self.name)
 
     @property
@@ -165,12 +172,34 @@ class Runtime:
     def _build(self) -> loader.ModelHooks:
         loader.apply_environment(self.config)
         spec = loader.import_model_class(self.bundle_dir, self.config)
+        fetcher = Fetcher(self.bundle_dir, self.config, secrets_dir=self._secrets_dir)
+        if fetcher.sources and loader.accepts(spec, "lazy_data_resolver"):
+            self.activity = "fetching weights in the background"
+            self._resolver = LazyDataResolver(lambda: fetcher.run(progress=weights_progress()))
+        elif fetcher.sources:
+            self.activity = "fetching weights"
+            fetcher.run(progress=weights_progress())
+        resolver = self._resolver or LazyDataResolver(None)
         batching = self.config.runtime.batching
         if batching is not None and spec.streams:
             raise ModelLoadError(f"{self.config.path}: runtime.batching: expected a predict that returns "
                                  "a list (batching cannot be combined with a streaming predict), found a "
                                  "generator predict.")
-        return loader.construct(spec, self.bundle_dir, self.config, self.secrets)
+        return loader.construct(spec, self.bundle_dir, self.config, self.secrets, data_dir=fetcher.data_dir,
+                                extra={"lazy_data_resolver": resolver})
+
+    def _await_lazy_fetch(self) -> None:
+        """The Model took a lazy_data_resolver but never waited on it: wait before it is ready."""
+        assert self._resolver is not None
+        if self._resolver.finished:
+            self._resolver.block_until_download_complete(log_stats=False, issue_collect=False)
+            return
+        logger.warning("%s: the model did not call lazy_data_resolver.block_until_download_complete() in "
+                       "__init__ or load(); waiting for the fetch before it serves.", self.name)
+        try:
+            self._resolver.block_until_download_complete(log_stats=False, issue_collect=False)
+        except RuntimeError as exc:
+            raise ModelLoadError(f"{self.config.path}: {exc.__cause__ or exc}") from exc
 
     def _load_error(self, hooks: loader.ModelHooks, exc: BaseException) -> ModelLoadError:
         where = loader.rel(self.bundle_dir, hooks.spec.file)

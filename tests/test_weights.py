@@ -1,0 +1,227 @@
+"""model_cache / weights / external_data: real downloads from servers on loopback.
+
+A plain ``http.server`` serves files (Range honoured) and a small Hub answers the endpoints
+``huggingface_hub`` calls, reached through HF_ENDPOINT. Each test has its own cache directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fileserver import FileServer, HubServer, chunks
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "cache"
+    monkeypatch.setenv("KINGPOST_CACHE_DIR", str(root))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    for name in ("HF_TOKEN", "HF_HUB_OFFLINE", "KINGPOST_OFFLINE", "HF_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    return root / "weights"
+
+
+@pytest.fixture
+def app_paths() -> Iterator[list[Path]]:
+    """Paths under /app the test expects kingpost to link; removed afterwards."""
+    made: list[Path] = []
+    yield made
+    for path in made:
+        if path.is_symlink():
+            path.unlink()
+
+
+def kingpost(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kingpost", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def external(server: FileServer, path: str, local: str, **extra: str) -> dict[str, Any]:
+    return {"external_data": [{"url": server.url + path, "local_data_path": local, **extra}]}
+
+
+def test_a_download_killed_half_way_resumes_where_it_stopped(copy_bundle: Callable[..., Path], cache: Path,
+                                                             app_paths: list[Path]) -> None:
+    data = chunks(3_000_000, seed=1)
+    local = f"kp-{os.getpid()}-resume/w.bin"
+    app_paths.append(Path("/app/data") / local)
+    with FileServer({"/w.bin": data}) as server:
+        bundle = copy_bundle("external_data", **external(server, "/w.bin", local))
+        server.hold_after["/w.bin"] = 1_000_000
+        proc = subprocess.Popen([sys.executable, "-m", "kingpost", "fetch", str(bundle)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        try:
+            assert server.served.wait(30), "the server never sent the first part"
+            parts = cache / "partial"
+            wait_for(lambda: any(p.stat().st_size == 1_000_000 for p in parts.glob("*.part")), "1 MB on disk")
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)  # killed mid-file, as a crash or an OOM kill would
+            proc.wait(10)
+            proc.stderr.close()  # type: ignore[union-attr]
+        # Nothing that looks complete: no blob, no file where the model looks.
+        assert not (cache / "blobs").exists() or not any((cache / "blobs").iterdir())
+        assert not (Path("/app/data") / local).exists()
+        del server.hold_after["/w.bin"]
+        server.release.set()
+
+        result = kingpost("fetch", str(bundle))
+        assert result.returncode == 0, result.stderr
+        assert server.ranges[-1] == "bytes=1000000-"  # the second run asked only for the rest
+        digest = hashlib.sha256(data).hexdigest()
+        assert (cache / "blobs" / digest).read_bytes() == data
+        assert not list((cache / "partial").glob("*.part"))
+        assert (Path("/app/data") / local).read_bytes() == data
+
+
+def test_a_file_whose_digest_differs_is_refused(copy_bundle: Callable[..., Path], cache: Path) -> None:
+    good, served = chunks(50_000, seed=2), chunks(50_000, seed=3)
+    with FileServer({"/w.bin": served}) as server:
+        bundle = copy_bundle("external_data", **external(server, "/w.bin", "w.bin",
+                                                         sha256=hashlib.sha256(good).hexdigest()))
+        result = kingpost("fetch", str(bundle))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0] == (f"error: {bundle / 'config.yaml'}: external_data[0]: the file downloaded from "
+                        f"{server.url}/w.bin is corrupt (its sha256 is {hashlib.sha256(served).hexdigest()}, "
+                        f"expected {hashlib.sha256(good).hexdigest()}); it was discarded.")
+    assert not (cache / "blobs").exists() or not any((cache / "blobs").iterdir())
+    assert not list((cache / "partial").glob("*"))
+
+
+def test_a_second_bundle_reuses_the_cache_with_the_server_stopped(copy_bundle: Callable[..., Path], cache: Path,
+                                                                  tmp_path: Path, serve: Callable[..., Any]) -> None:
+    data = chunks(200_000, seed=4)
+    with FileServer({"/weights/w.bin": data}) as server:
+        first = copy_bundle("external_data", **external(server, "/weights/w.bin", "nested/w.bin"))
+        assert kingpost("fetch", str(first)).returncode == 0
+        url = server.url
+    second = tmp_path / "second"
+    shutil.copytree(first, second)
+    with pytest.raises(httpx.ConnectError):  # the server is gone
+        httpx.get(url + "/weights/w.bin")
+    running = serve(second, env={"KINGPOST_OFFLINE": "1"})
+    answer = httpx.post(running.url + "/v1/models/model:predict", json={"path": "nested/w.bin"})
+    assert answer.json() == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def test_a_404_is_one_sentence_naming_the_key_and_the_url(copy_bundle: Callable[..., Path], cache: Path,
+                                                          serve: Callable[..., Any]) -> None:
+    with FileServer({}) as server:
+        bundle = copy_bundle("external_data", **external(server, "/missing.bin", "m.bin"))
+        result = kingpost("fetch", str(bundle))
+        assert result.returncode == 1
+        assert result.stderr == (f"error: {bundle / 'config.yaml'}: external_data[0]: {server.url}/missing.bin "
+                                 "answered 404 Not Found.\n")
+        running = serve(bundle, wait="bound")  # serve: readiness says why, and the server exits 1
+        assert running.wait() == 1
+        assert f"external_data[0]: {server.url}/missing.bin answered 404 Not Found." in running.stderr()
+
+
+def test_offline_without_a_cached_copy_is_one_sentence(copy_bundle: Callable[..., Path], cache: Path) -> None:
+    bundle = copy_bundle("external_data", external_data=[{"url": "http://127.0.0.1:9/w.bin",
+                                                          "local_data_path": "w.bin"}])
+    result = kingpost("fetch", str(bundle), env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 1
+    assert "is not in the cache" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_an_object_store_source_without_its_sdk_names_the_extra(copy_bundle: Callable[..., Path],
+                                                                cache: Path) -> None:
+    pytest.importorskip("kingpost")
+    if shutil.which("true") and __import__("importlib").util.find_spec("boto3") is not None:
+        pytest.skip("boto3 is installed here")
+    bundle = copy_bundle("external_data", external_data=None,
+                         weights=[{"source": "s3://bucket/models/x", "mount_location": "/app/kp-s3"}])
+    result = kingpost("fetch", str(bundle))
+    assert result.returncode == 1
+    assert result.stderr == (f"error: {bundle / 'config.yaml'}: weights[0]: s3://bucket/models/x is a s3:// "
+                             "source, which needs the boto3 package: pip install 'kingpost[s3]'.\n")
+
+
+# -- the Hugging Face Hub -----------------------------------------------------------------------------
+
+TINY = {"config.json": b'{"labels": ["cat", "dog"]}', "weights.bin": chunks(400_000, seed=5),
+        "README.md": b"# tiny\n"}
+
+
+def test_model_cache_paths_answer_over_http(serve: Callable[..., Any], cache: Path, app_paths: list[Path],
+                                            tmp_path: Path) -> None:
+    app_paths.append(Path("/app/model_cache/kingpost-test-tiny"))
+    with HubServer({"kingpost-test/tiny": TINY}) as hub:
+        running = serve("model_cache_paths", env={"HF_ENDPOINT": hub.url, "TRUSS_SECRET_hf_access_token": "tok"})
+        assert httpx.post(running.url + "/v1/models/model:predict", json=1).json() == {"label": "dog"}
+        downloads = [(p, h) for p, h in hub.requests if "/resolve/" in p]
+        assert {p.rsplit("/", 1)[1] for p, _ in downloads} == set(TINY)
+        assert all(h.get("authorization") == "Bearer tok" for _, h in downloads)  # Truss's hf_access_token
+    mounted = Path("/app/model_cache/kingpost-test-tiny")
+    assert mounted.is_symlink() and (mounted / "weights.bin").read_bytes() == TINY["weights.bin"]
+
+
+def test_lazy_data_resolver_waits_and_readiness_says_why(serve: Callable[..., Any], cache: Path,
+                                                         app_paths: list[Path]) -> None:
+    app_paths.append(Path("/app/model_cache/kingpost-test-lazy"))
+    with HubServer({"kingpost-test/tiny-lazy": {**TINY, "config.json": b'{"scale": 3}'}}) as hub:
+        hub.hold_after["/kingpost-test/tiny-lazy/resolve/" + HubServer.COMMIT + "/weights.bin"] = 100_000
+        running = serve("model_cache_lazy", env={"HF_ENDPOINT": hub.url}, wait="live")
+        assert hub.served.wait(30)
+        not_ready = running.get("/v1/models/model")
+        assert not_ready.status_code == 503
+        assert not_ready.json() == {"error": "the model is loading (fetching weights in the background)."}
+        hub.release.set()
+        running.wait_status("/v1/models/model", 200)
+        answer = httpx.post(running.url + "/v1/models/model:predict", json=2).json()
+    assert answer == {"scale": 6, "weights_sha256": hashlib.sha256(TINY["weights.bin"]).hexdigest(),
+                      "files": ["config.json", "weights.bin"]}  # ignore_patterns kept README.md out
+
+
+def test_a_corrupt_hub_file_is_refused(copy_bundle: Callable[..., Path], cache: Path) -> None:
+    bundle = copy_bundle("model_cache_paths")
+    with HubServer({"kingpost-test/tiny": TINY}) as hub:
+        hub.corrupt.add("weights.bin")
+        result = kingpost("fetch", str(bundle), env={"HF_ENDPOINT": hub.url})
+    assert result.returncode == 1
+    assert "model_cache[0]: the file downloaded from" in result.stderr
+    assert f"is corrupt (its sha256 is" in result.stderr and "it was discarded." in result.stderr
+    assert not (cache / "blobs" / hashlib.sha256(TINY["weights.bin"]).hexdigest()).exists()
+
+
+def test_weights_hf_source_with_revision_and_v1_hf_cache(copy_bundle: Callable[..., Path], cache: Path,
+                                                         tmp_path: Path) -> None:
+    mount = tmp_path / "mnt" / "tiny"
+    bundle = copy_bundle("model_cache_paths", model_cache=[
+        {"repo_id": "kingpost-test/tiny", "revision": "main", "allow_patterns": ["*.json"]}],
+        weights=[{"source": "hf://kingpost-test/tiny@main", "mount_location": str(mount)}])
+    with HubServer({"kingpost-test/tiny": TINY}) as hub:
+        result = kingpost("fetch", str(bundle), env={"HF_ENDPOINT": hub.url})
+        assert result.returncode == 0, result.stderr
+        asked = [p for p, _ in hub.requests if p.startswith("/api/models/")]
+    assert asked and all("/revision/main" in p for p in asked)
+    assert sorted(p.name for p in mount.iterdir()) == sorted(TINY)
+    # model_cache v1 lands in the Hugging Face cache too, where from_pretrained(repo_id) looks
+    snapshot = tmp_path / "hf-cache" / "models--kingpost-test--tiny" / "snapshots" / HubServer.COMMIT
+    assert (snapshot / "config.json").read_bytes() == TINY["config.json"]
+    assert not (snapshot / "weights.bin").exists()  # allow_patterns
+    assert (tmp_path / "hf-cache" / "models--kingpost-test--tiny" / "refs" / "main").read_text() == HubServer.COMMIT
