@@ -33,14 +33,20 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root / "weights"
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def app_paths() -> Iterator[list[Path]]:
-    """Paths under /app the test expects kingpost to link; removed afterwards."""
+    """kingpost links fetched files where Truss bundles look (/app/data, /app/model_cache); a test
+    removes the links it made. The list names paths a test expects to be made."""
+    roots = [Path("/app/data"), Path("/app/model_cache")]
+    before = {p for root in roots if root.exists() for p in root.rglob("*")}
     made: list[Path] = []
     yield made
-    for path in made:
-        if path.is_symlink():
-            path.unlink()
+    for root in roots:
+        for path in sorted(root.rglob("*") if root.exists() else [], reverse=True):
+            if path not in before and path.is_symlink():
+                path.unlink()
+            elif path not in before and path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
 
 
 def kingpost(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -204,7 +210,7 @@ def test_a_corrupt_hub_file_is_refused(copy_bundle: Callable[..., Path], cache: 
         result = kingpost("fetch", str(bundle), env={"HF_ENDPOINT": hub.url})
     assert result.returncode == 1
     assert "model_cache[0]: the file downloaded from" in result.stderr
-    assert f"is corrupt (its sha256 is" in result.stderr and "it was discarded." in result.stderr
+    assert "is corrupt (its sha256 is" in result.stderr and "it was discarded." in result.stderr
     assert not (cache / "blobs" / hashlib.sha256(TINY["weights.bin"]).hexdigest()).exists()
 
 

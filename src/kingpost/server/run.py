@@ -26,6 +26,7 @@ import uvicorn
 
 from kingpost import defaults
 from kingpost.config import Config, load_config
+from kingpost.custom_server import docker_server
 from kingpost.errors import KingpostError, ModelLoadError
 from kingpost.runtime import Runtime
 from kingpost.server.app import App
@@ -68,6 +69,17 @@ def serve(bundle_dir: str | Path | Sequence[str | Path], *, host: str = defaults
         raise KingpostError(f"--reload serves with one worker; drop --workers (or runtime.workers: {count}).")
     if reload and importlib.util.find_spec("watchfiles") is None:
         raise KingpostError("--reload needs the watchfiles package: pip install 'kingpost[reload]'.")
+    custom = [name for name, c in configs.items() if docker_server(c) is not None]
+    if custom and not found.single:
+        raise KingpostError(f"{configs[custom[0]].path}: docker_server: a bundle with its own server is served "
+                            "alone, not beside other models; serve it by itself.")
+    if custom and reload:
+        raise KingpostError(f"{config.path}: docker_server: --reload watches a model.py bundle; a bundle with its "
+                            "own server restarts with kingpost serve.")
+    if custom and count > 1:
+        logger.warning("%s: a docker_server bundle runs one custom server on docker_server.server_port; "
+                       "serving it with 1 worker, not %d.", config.path, count)
+        count = 1
     options = Options(first, config, found, debug, grace_period, access_log,
                       Path(secrets_dir) if secrets_dir else None, logging.getLogger().getEffectiveLevel(), count,
                       reload)
@@ -99,6 +111,17 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
     # Python hands the GIL to a waiting thread only every switch interval (5 ms by default). A
     # predict thread that wakes while the event loop is busy would idle the model that long.
     sys.setswitchinterval(float(os.environ.get("KINGPOST_SWITCH_INTERVAL", defaults.SWITCH_INTERVAL_S)))
+    spec = docker_server(options.config) if options.found.single else None
+    if spec is not None:
+        from kingpost.server.proxy import ProxyApp
+
+        proxy = ProxyApp(options.bundle_dir, options.config, spec, access_log=options.access_log,
+                         grace_period=options.grace_period, secrets_dir=options.secrets_dir)
+        server_config = uvicorn.Config(proxy, lifespan="on", access_log=False, log_config=None, server_header=False,
+                                       timeout_keep_alive=defaults.KEEP_ALIVE_S,
+                                       timeout_graceful_shutdown=options.grace_period)  # type: ignore[arg-type]
+        _Server(server_config).run(sockets=[sock])
+        return 0
     models = None if options.found.single else Models(options.found, secrets_dir=options.secrets_dir,
                                                        workers=options.workers)
     runtime = (Runtime(options.bundle_dir, options.config, secrets_dir=options.secrets_dir)
