@@ -58,7 +58,7 @@ def test_predict_and_a_streamed_chat_completion_pass_through(custom: tuple[Any, 
 
 
 def test_a_killed_child_fails_readiness_with_the_reason_and_sigterm_stops_it(custom: tuple[Any, Path, int]) -> None:
-    server, _, port = custom
+    server, _, _ = custom
     pid = httpx.post(server.url + "/v1/models/model:predict", json=1).json()["pid"]
     assert server.get("/v1/models/model").json() == {"healthy": True}  # the child's own answer
     os.kill(pid, signal.SIGKILL)
