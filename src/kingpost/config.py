@@ -21,7 +21,8 @@ from kingpost.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 CONFIG_FILENAME = "config.yaml"
-PYTHON_VERSIONS = tuple(f"py3{minor}" for minor in range(9, 15))
+MIN_PYTHON = (3, 10)  # kingpost's own Requires-Python: an older python_version runs on this
+PYTHON_VERSIONS = tuple(f"py3{minor}" for minor in range(8, 15))  # Truss accepts py38 too
 _SECRET_NAME = re.compile(r"^[-._a-zA-Z0-9]+$")
 _MEMORY = re.compile(r"^\d+(\.\d+)?([KMGTPE]i?|[kmgtpe])?$")
 # The Open Inference Protocol's tensor datatypes (kingpost.codecs_v2 maps them to numpy).

@@ -65,6 +65,9 @@ def model_file(bundle_dir: Path, config: Config) -> Path:
 def require_model_file(bundle_dir: Path, config: Config) -> Path:
     """The model file, which must exist (checked by ``kingpost.load`` before any user code runs)."""
     file = model_file(bundle_dir, config)
+    if not file.is_file() and config.raw.get("docker_server") is not None:
+        raise BundleError(f"{config.path}: docker_server: this bundle brings its own server instead of a model.py, "
+                          "so it runs only as a server: kingpost serve.")
     if not file.is_file():
         raise BundleError(
             f"{config.path}: model_module_dir/model_class_filename: expected the model file "
