@@ -31,7 +31,7 @@ def index(found: list[tuple[str, str]], kind: str, start: str) -> int:
 def test_weights_are_fetched_at_start_by_default(copy_bundle: Callable[..., Path], tmp_path: Path) -> None:
     context = write_context(copy_bundle("echo", model_cache=MODEL_CACHE), tmp_path / "ctx")
     found = ops(context)
-    assert ("ENV", "KINGPOST_CACHE_DIR=/var/cache/kingpost") in found
+    assert ("ENV", "KINGPOST_CACHE_DIR=/var/cache/kingpost     HF_HOME=/var/cache/kingpost/huggingface") in found
     paths = found[index(found, "RUN", "mkdir -p /app/model_cache")][1]
     assert "ln -s /app/bundle/data /app/data" in paths and "ln -s /app/bundle/packages /packages" in paths
     assert "chown 10001:10001 /app/model_cache /var/cache/kingpost" in paths
