@@ -154,14 +154,16 @@ def test_offline_without_a_cached_copy_is_one_sentence(copy_bundle: Callable[...
     assert "is not in the cache" in result.stderr and len(result.stderr.splitlines()) == 1
 
 
-def test_an_object_store_source_without_its_sdk_names_the_extra(copy_bundle: Callable[..., Path],
-                                                                cache: Path) -> None:
-    pytest.importorskip("kingpost")
-    if shutil.which("true") and __import__("importlib").util.find_spec("boto3") is not None:
-        pytest.skip("boto3 is installed here")
+def test_an_object_store_source_without_its_sdk_names_the_extra(copy_bundle: Callable[..., Path], cache: Path,
+                                                                tmp_path: Path) -> None:
+    # boto3 made absent even where the extra is installed: a package of that name that fails to import
+    shadow = tmp_path / "shadow" / "boto3"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'boto3'\", name='boto3')\n")
     bundle = copy_bundle("external_data", external_data=None,
                          weights=[{"source": "s3://bucket/models/x", "mount_location": "/app/kp-s3"}])
-    result = kingpost("fetch", str(bundle))
+    path = os.pathsep.join([str(shadow.parent), os.environ.get("PYTHONPATH", "")])
+    result = kingpost("fetch", str(bundle), env={"PYTHONPATH": path})
     assert result.returncode == 1
     assert result.stderr == (f"error: {bundle / 'config.yaml'}: weights[0]: s3://bucket/models/x is a s3:// "
                              "source, which needs the boto3 package: pip install 'kingpost[s3]'.\n")
