@@ -233,3 +233,23 @@ def test_weights_hf_source_with_revision_and_v1_hf_cache(copy_bundle: Callable[.
     assert (snapshot / "config.json").read_bytes() == TINY["config.json"]
     assert not (snapshot / "weights.bin").exists()  # allow_patterns
     assert (tmp_path / "hf-cache" / "models--kingpost-test--tiny" / "refs" / "main").read_text() == HubServer.COMMIT
+
+
+def test_two_workers_fetch_a_source_once(copy_bundle: Callable[..., Path], cache: Path,
+                                         serve: Callable[..., Any]) -> None:
+    data = chunks(500_000, seed=6)
+    local = f"kp-{os.getpid()}-workers.bin"
+    with FileServer({"/w.bin": data}) as server:
+        server.hold_after["/w.bin"] = 100_000  # the first worker's download stalls half-way
+        bundle = copy_bundle("external_data", **external(server, "/w.bin", local))
+        running = serve(bundle, "--workers", "2", wait="bound")
+        assert server.served.wait(30)
+        time.sleep(3)  # the second worker comes up meanwhile, and must wait instead of fetching too
+        assert [path for path, _ in server.requests] == ["/w.bin"]
+        del server.hold_after["/w.bin"]
+        server.release.set()  # the stalled connection ends; the first worker resumes with Range
+        running.wait_status("/v1/models/model", 200)
+        for _ in range(4):
+            answer = httpx.post(running.url + "/v1/models/model:predict", json={"path": local}).json()
+            assert answer == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        assert server.ranges == [None, "bytes=100000-"]  # one download, resumed once, shared by both workers

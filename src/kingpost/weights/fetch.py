@@ -24,7 +24,7 @@ from kingpost.secrets import SecretStore
 from kingpost.weights import cloud, hub
 from kingpost.weights.download import FileRequest, Progress, download
 from kingpost.weights.sources import Source, sources
-from kingpost.weights.store import Entry, Store, link
+from kingpost.weights.store import Entry, Store, link, locked
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Fetcher:
         self.sources = sources(config)
         self.secrets_dir = secrets_dir
         self.store = store or Store()
-        key = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
+        self.key = key = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
         has_external = any(s.data_path is not None for s in self.sources)
         self.data_dir: Path | None = self.store.root / "views" / key / "data" if has_external else None
 
@@ -71,10 +71,16 @@ class Fetcher:
             logger.warning("fetched %d source(s), %.1f MB, in %.1f s into %s", len(downloaded), size / 1e6,
                            time.monotonic() - start, self.store.root)
         if mount:
-            self.mount(fetched)
+            with locked(self.store.lock(f"bundle-{self.key}")):
+                self.mount(fetched)
         return fetched
 
     def _one(self, source: Source, pool: ThreadPoolExecutor, progress: Progress | None, refresh: bool) -> Fetched:
+        with locked(self.store.lock(f"source-{source.digest}")):  # another worker may be fetching it now
+            return self._one_locked(source, pool, progress, refresh)
+
+    def _one_locked(self, source: Source, pool: ThreadPoolExecutor, progress: Progress | None,
+                    refresh: bool) -> Fetched:
         store = self.store
         known = None if refresh else store.read_manifest(source.digest)
         if known is not None and all(store.has(e) for e in known[0]):

@@ -6,6 +6,7 @@
     <cache>/sources/<digest>.json       a fetched source: [{path, sha256, size}] and its resolved revision
     <cache>/trees/<digest>/             that source's files, hard links to blobs (what a mount points at)
     <cache>/views/<bundle>/data/        a bundle's data_dir with its external_data, when it has any
+    <cache>/locks/                      one fetch of a source, one mount of a bundle at a time
 
 <cache> is ``$KINGPOST_CACHE_DIR/weights``, else ``$XDG_CACHE_HOME/kingpost/weights``, else
 ``~/.cache/kingpost/weights``. A file reaches ``blobs/`` only by an atomic rename after its digest
@@ -20,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,9 @@ class Store:
         self.root = root or cache_root()
         self.blobs = self.root / "blobs"
         self.partial = self.root / "partial"
+
+    def lock(self, name: str) -> Path:
+        return self.root / "locks" / f"{name}.lock"
 
     def blob(self, sha256: str) -> Path:
         return self.blobs / sha256
@@ -109,6 +114,20 @@ class Store:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return target
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock across processes (``--workers``, two bundles), released on exit or death."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def link(source: Path, dest: Path) -> None:
