@@ -85,3 +85,29 @@ def test_sigterm_stops_the_child_with_the_server(custom: tuple[Any, Path, int]) 
         time.sleep(0.05)
     else:
         raise AssertionError("the child outlived the server")
+
+
+def test_weights_are_fetched_before_the_child_starts(copy_bundle: Callable[..., Path], serve: Callable[..., Any],
+                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fileserver import FileServer, chunks
+
+    monkeypatch.setenv("KINGPOST_CACHE_DIR", str(tmp_path / "cache"))
+    data = chunks(200_000, seed=7)
+    port = free_port()
+    mount = tmp_path / "models" / "w.bin"
+    with FileServer({"/w.bin": data}) as files:
+        files.hold_after["/w.bin"] = 50_000
+        bundle = copy_bundle("docker_server", weights=[{"source": files.url + "/w.bin", "mount_location": str(mount)}],
+                             docker_server={"start_command": f"exec {sys.executable} server.py --port {port}",
+                                            "server_port": port})
+        server = serve(bundle, wait="bound")
+        assert files.served.wait(30)
+        fetching = server.wait_status("/v1/models/model", 503)
+        assert fetching.json() == {"error": "the custom server is fetching weights."}
+        files.release.set()
+        del files.hold_after["/w.bin"]
+        server.wait_status("/v1/models/model", 200)
+    answer = httpx.get(f"{server.url}/sha256{mount}").json()  # the child reads the file where the config put it
+    import hashlib
+
+    assert answer == {"sha256": hashlib.sha256(data).hexdigest()}

@@ -253,3 +253,21 @@ def test_two_workers_fetch_a_source_once(copy_bundle: Callable[..., Path], cache
             answer = httpx.post(running.url + "/v1/models/model:predict", json={"path": local}).json()
             assert answer == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
         assert server.ranges == [None, "bytes=100000-"]  # one download, resumed once, shared by both workers
+
+
+def test_env_fetch_and_a_failed_lazy_fetch(copy_bundle: Callable[..., Path], cache: Path,
+                                          serve: Callable[..., Any]) -> None:
+    data = chunks(10_000, seed=8)
+    with FileServer({"/w.bin": data}) as server:
+        bundle = copy_bundle("external_data", **external(server, "/w.bin", f"kp-{os.getpid()}-env.bin"))
+        result = kingpost("env", str(bundle), "--fetch")
+        assert result.returncode == 0, result.stderr
+        assert f"fetched  external_data[0]: {server.url}/w.bin (1 file(s)" in result.stdout
+        assert (cache / "blobs" / hashlib.sha256(data).hexdigest()).is_file()
+    with HubServer({}) as hub:  # no such repository: load() fails in block_until_download_complete
+        running = serve("model_cache_lazy", env={"HF_ENDPOINT": hub.url}, wait="bound")
+        assert running.wait() == 1
+    assert ("Model.load() raised RuntimeError: Error occurred while fetching data: "
+            in running.stderr())
+    assert "model_cache[0]: the Hugging Face repository 'kingpost-test/tiny-lazy'@main could not be listed" \
+        in running.stderr()

@@ -28,6 +28,11 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/health":
             self._json(200, {"healthy": True})
+        elif self.path.startswith("/sha256/"):  # a file by its absolute path: what the bundle's weights hold
+            import hashlib
+
+            path = Path(self.path[len("/sha256"):])
+            self._json(200, {"sha256": hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None})
         else:
             self._json(404, {"detail": "not found"})
 
