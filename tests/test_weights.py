@@ -141,8 +141,8 @@ def test_a_404_is_one_sentence_naming_the_key_and_the_url(copy_bundle: Callable[
         assert result.returncode == 1
         assert result.stderr == (f"error: {bundle / 'config.yaml'}: external_data[0]: {server.url}/missing.bin "
                                  "answered 404 Not Found.\n")
-        running = serve(bundle, wait="bound")  # serve: readiness says why, and the server exits 1
-        assert running.wait() == 1
+        running = serve(bundle, wait="bound")  # serve: the load fails, and the server exits 1
+        assert running.wait(60) == 1
         assert f"external_data[0]: {server.url}/missing.bin answered 404 Not Found." in running.stderr()
 
 
@@ -266,7 +266,7 @@ def test_env_fetch_and_a_failed_lazy_fetch(copy_bundle: Callable[..., Path], cac
         assert (cache / "blobs" / hashlib.sha256(data).hexdigest()).is_file()
     with HubServer({}) as hub:  # no such repository: load() fails in block_until_download_complete
         running = serve("model_cache_lazy", env={"HF_ENDPOINT": hub.url}, wait="bound")
-        assert running.wait() == 1
+        assert running.wait(60) == 1
     assert ("Model.load() raised RuntimeError: Error occurred while fetching data: "
             in running.stderr())
     assert "model_cache[0]: the Hugging Face repository 'kingpost-test/tiny-lazy'@main could not be listed" \

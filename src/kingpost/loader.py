@@ -144,6 +144,18 @@ def accepts(spec: ModelSpec, name: str) -> bool:
     return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in _init_params(spec))
 
 
+def waits_for_data(spec: ModelSpec) -> bool:
+    """Whether the Model fetches lazily, as Truss's model_cache pattern does: it takes
+    ``lazy_data_resolver`` and its file calls ``block_until_download_complete``. Any other Model
+    gets its files before it is built."""
+    if not accepts(spec, "lazy_data_resolver"):
+        return False
+    try:
+        return "block_until_download_complete" in spec.file.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
 def _init_params(spec: ModelSpec) -> list[inspect.Parameter]:
     try:
         return list(inspect.signature(spec.cls).parameters.values())

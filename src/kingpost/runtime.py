@@ -173,7 +173,7 @@ class Runtime:
         loader.apply_environment(self.config)
         spec = loader.import_model_class(self.bundle_dir, self.config)
         fetcher = Fetcher(self.bundle_dir, self.config, secrets_dir=self._secrets_dir)
-        if fetcher.sources and loader.accepts(spec, "lazy_data_resolver"):
+        if fetcher.sources and loader.waits_for_data(spec):
             self.activity = "fetching weights in the background"
             self._resolver = LazyDataResolver(lambda: fetcher.run(progress=weights_progress()))
         elif fetcher.sources:
@@ -199,7 +199,8 @@ class Runtime:
         try:
             self._resolver.block_until_download_complete(log_stats=False, issue_collect=False)
         except RuntimeError as exc:
-            raise ModelLoadError(f"{self.config.path}: {exc.__cause__ or exc}") from exc
+            cause = exc.__cause__
+            raise ModelLoadError(str(cause) if isinstance(cause, KingpostError) else str(exc)) from exc
 
     def _load_error(self, hooks: loader.ModelHooks, exc: BaseException) -> ModelLoadError:
         where = loader.rel(self.bundle_dir, hooks.spec.file)

@@ -1,9 +1,10 @@
 """Truss's ``lazy_data_resolver``: the fetch runs in the background while the Model is built.
 
-A Model whose ``__init__`` takes ``lazy_data_resolver`` (or ``**kwargs``) gets one, as under Truss,
-and calls ``block_until_download_complete()`` in ``__init__`` or ``load()`` before it opens the
-files. kingpost waits for the fetch before the model is ready even when the Model never calls it,
-and says so in a warning (Truss raises then; a warning keeps a working bundle working).
+A Model whose ``__init__`` takes ``lazy_data_resolver`` (or ``**kwargs``) gets one, as under Truss.
+When its model.py calls ``block_until_download_complete()`` (in ``__init__`` or ``load()``, before it
+opens the files) the fetch runs in the background meanwhile; any other Model is built after the
+fetch, with a resolver that is already done. kingpost waits for the fetch before the model is ready
+even when a lazy Model never waits, and says so in a warning (Truss raises then).
 """
 
 from __future__ import annotations
