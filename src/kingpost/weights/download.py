@@ -92,11 +92,11 @@ def _fetch_into(req: FileRequest, part: Path, meta: Path, progress: Progress | N
             raise _Retryable(f"it answered {exc.code} {exc.reason}") from exc
         hint = " (a private or gated repository needs a token: the hf_access_token secret or HF_TOKEN)" \
             if exc.code in (401, 403) else ""
-        raise FetchError(f"{req.key}: {req.url} answered {exc.code} {exc.reason}{hint}.") from exc
+        raise FetchError(f"{req.key}: {req.url} answered {exc.code} {exc.reason}{hint}.") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         if have == 0 and not isinstance(reason, TimeoutError):
-            raise FetchError(f"{req.key}: cannot reach {req.url} ({reason}).") from exc
+            raise FetchError(f"{req.key}: cannot reach {req.url} ({reason}).") from None
         raise _Retryable(str(reason)) from exc
     with response:
         if response.status == 206 and not _continues(response.headers.get("Content-Range", ""), have):
