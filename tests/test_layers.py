@@ -18,8 +18,9 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 LAYERS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
     ("core shapes", (("kingpost._version", "kingpost.types", "kingpost.errors", "kingpost.defaults",
                       "kingpost.stats", "kingpost._yaml", "kingpost.codecs", "kingpost.concurrency"),)),
-    ("bundle on disk", (("kingpost.config", "kingpost.secrets", "kingpost.requirements",
+    ("bundle on disk", (("kingpost.config", "kingpost.secrets", "kingpost.requirements", "kingpost.custom_server",
                          "kingpost.codecs_v2"),)),  # V2 tensors, checked against a bundle's signature
+    ("weights (fetched into the cache)", (("kingpost.weights",),)),
     ("loader", (("kingpost.loader",),)),
     ("runtime", (("kingpost.hooks", "kingpost.predictor", "kingpost.runtime", "kingpost.reloading"),)),
     ("front doors", (("kingpost.bundle",), ("kingpost.server",), ("kingpost.check",), ("kingpost.scaffold",),

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kingpost import defaults
 from kingpost.errors import FetchError
 from kingpost.weights.store import Entry, Store
 
@@ -32,8 +33,8 @@ Progress = Callable[[str, int, "int | None"], None]
 """Told (file label, bytes so far, total or None) as a download advances."""
 
 CHUNK = 1 << 20
-RETRIES = 3  # a connection cut mid-file is resumed this many times before giving up
-TIMEOUT_S = float(os.environ.get("KINGPOST_DOWNLOAD_TIMEOUT", "60"))
+RETRIES = defaults.DOWNLOAD_RETRIES
+TIMEOUT_S = float(os.environ.get("KINGPOST_DOWNLOAD_TIMEOUT", defaults.DOWNLOAD_TIMEOUT_S))
 
 
 @dataclass(frozen=True)

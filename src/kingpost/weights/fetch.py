@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from kingpost import defaults
 from kingpost.config import Config
 from kingpost.errors import FetchError
 from kingpost.secrets import SecretStore
@@ -28,7 +29,7 @@ from kingpost.weights.store import Entry, Store, link, locked
 
 logger = logging.getLogger(__name__)
 
-WORKERS = int(os.environ.get("KINGPOST_DOWNLOAD_WORKERS", "8"))
+WORKERS = int(os.environ.get("KINGPOST_DOWNLOAD_WORKERS", defaults.DOWNLOAD_WORKERS))
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,6 @@ def _reason(exc: Exception) -> str:
 
 
 def _version() -> str:
-    from kingpost import __version__
+    from kingpost._version import __version__
 
     return __version__
