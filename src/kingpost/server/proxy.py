@@ -33,9 +33,9 @@ from kingpost.errors import KingpostError
 from kingpost.server.accesslog import AccessLog
 from kingpost.server.child import Child
 from kingpost.server.metrics import ServerMetrics
-from kingpost.server.routes import Params, Route, Router
+from kingpost.server.routes import Route, Router
 from kingpost.stats import RuntimeStats
-from kingpost.types import Receive, Scope, Send
+from kingpost.types import Params, Receive, Scope, Send
 
 logger = logging.getLogger("kingpost.server")
 
