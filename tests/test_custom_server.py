@@ -111,3 +111,14 @@ def test_weights_are_fetched_before_the_child_starts(copy_bundle: Callable[..., 
     import hashlib
 
     assert answer == {"sha256": hashlib.sha256(data).hexdigest()}
+
+
+def test_request_timeout_applies_to_the_child(copy_bundle: Callable[..., Path], serve: Callable[..., Any]) -> None:
+    port = free_port()
+    bundle = copy_bundle("docker_server", runtime={"request_timeout_s": 0.5}, docker_server={
+        "start_command": f"exec {sys.executable} server.py --port {port}", "server_port": port})
+    server = serve(bundle)
+    slow = httpx.post(server.url + "/slow", json=3)
+    assert slow.status_code == 504
+    assert slow.json() == {"error": "the custom server did not answer within runtime.request_timeout_s (0.5 s)."}
+    assert httpx.post(server.url + "/slow", json=0).json() == {"slept": 0}  # the next request is fine

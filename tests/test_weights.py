@@ -223,10 +223,12 @@ def test_weights_hf_source_with_revision_and_v1_hf_cache(copy_bundle: Callable[.
         {"repo_id": "kingpost-test/tiny", "revision": "main", "allow_patterns": ["*.json"]}],
         weights=[{"source": "hf://kingpost-test/tiny@main", "mount_location": str(mount)}])
     with HubServer({"kingpost-test/tiny": TINY}) as hub:
-        result = kingpost("fetch", str(bundle), env={"HF_ENDPOINT": hub.url})
+        result = kingpost("fetch", str(bundle), env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "from-env"})
         assert result.returncode == 0, result.stderr
         asked = [p for p, _ in hub.requests if p.startswith("/api/models/")]
+        hub_calls = [h for p, h in hub.requests if p.startswith("/api/models/") or "/resolve/" in p]
     assert asked and all("/revision/main" in p for p in asked)
+    assert hub_calls and all(h.get("authorization") == "Bearer from-env" for h in hub_calls)  # HF_TOKEN
     assert sorted(p.name for p in mount.iterdir()) == sorted(TINY)
     # model_cache v1 lands in the Hugging Face cache too, where from_pretrained(repo_id) looks
     snapshot = tmp_path / "hf-cache" / "models--kingpost-test--tiny" / "snapshots" / HubServer.COMMIT
@@ -271,3 +273,42 @@ def test_env_fetch_and_a_failed_lazy_fetch(copy_bundle: Callable[..., Path], cac
             in running.stderr())
     assert "model_cache[0]: the Hugging Face repository 'kingpost-test/tiny-lazy'@main could not be listed" \
         in running.stderr()
+
+
+def test_verify_refetches_a_damaged_cached_file_and_a_terminal_gets_a_bar(copy_bundle: Callable[..., Path],
+                                                                          cache: Path) -> None:
+    import pty
+
+    data = chunks(2_000_000, seed=10)
+    local = f"kp-{os.getpid()}-verify.bin"
+    with FileServer({"/w.bin": data}) as server:
+        bundle = copy_bundle("external_data", **external(server, "/w.bin", local))
+        first = kingpost("fetch", str(bundle))
+        assert first.returncode == 0 and "\r" not in first.stderr  # not a terminal: no bar
+        blob = cache / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.chmod(0o644)
+        with blob.open("r+b") as f:  # damage the cached copy in place (a disk error, a stray write)
+            f.write(b"\0" * 16)
+        assert kingpost("fetch", str(bundle)).returncode == 0  # size unchanged: reused as it is
+        assert len(server.requests) == 1
+        controller, terminal = pty.openpty()
+        proc = subprocess.run([sys.executable, "-m", "kingpost", "fetch", str(bundle), "--verify"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal, timeout=60,
+                              env=os.environ.copy())
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+        os.close(controller)
+    assert proc.returncode == 0
+    assert len(server.requests) == 2  # fetched again
+    assert b"does not match its sha256 any more" in shown
+    assert b"\rfetching 1 file(s) [" in shown and b"100.0% 2.0/2.0 MB" in shown
+    assert blob.read_bytes() == data
+    assert (Path("/app/data") / local).read_bytes() == data

@@ -308,19 +308,22 @@ def image(directories: tuple[Path, ...], tag: str | None, context_dir: Path | No
 @main.command()
 @click.argument("directory", type=BUNDLE)
 @click.option("--refresh", is_flag=True, help="List every source again, even one already in the cache.")
+@click.option("--verify", is_flag=True, help="Re-hash the cached files and fetch again any that no longer match.")
 @_secrets_option
 @_errors_to_one_line
-def fetch(directory: Path, refresh: bool, secrets_dir: Path | None) -> None:
+def fetch(directory: Path, refresh: bool, verify: bool, secrets_dir: Path | None) -> None:
     """Fetch the bundle's model_cache, weights and external_data into the cache ahead of time."""
-    _fetch(directory, refresh=refresh, secrets_dir=secrets_dir)
+    _fetch(directory, refresh=refresh, verify=verify, secrets_dir=secrets_dir)
 
 
-def _fetch(directory: Path, *, refresh: bool = False, secrets_dir: Path | None = None) -> None:
+def _fetch(directory: Path, *, refresh: bool = False, verify: bool = False, secrets_dir: Path | None = None) -> None:
     from kingpost.config import load_config
     from kingpost.weights import cache_root, fetch_bundle
+    from kingpost.weights.progress import weights_progress
 
     _install_progress()
-    fetched = fetch_bundle(directory, load_config(directory), secrets_dir=secrets_dir, refresh=refresh)
+    fetched = fetch_bundle(directory, load_config(directory), secrets_dir=secrets_dir, refresh=refresh,
+                           verify=verify, progress=weights_progress())
     if not fetched:
         click.echo(f"{directory}: declares no model_cache, weights or external_data; nothing to fetch.")
     for item in fetched:

@@ -78,6 +78,9 @@ class Upstream:
                 if reused:  # a kept-alive connection the child had closed meanwhile: once more, fresh
                     continue
                 raise
+            except BaseException:  # cancelled (request_timeout_s, the client left): the connection is spent
+                writer.close()
+                raise
             break
         head = [(k, v) for k, v in event.headers if k not in _HOP]
         length = next((v for k, v in event.headers if k == b"content-length"), None)

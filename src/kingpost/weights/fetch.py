@@ -54,14 +54,19 @@ class Fetcher:
         has_external = any(s.data_path is not None for s in self.sources)
         self.data_dir: Path | None = self.store.root / "views" / key / "data" if has_external else None
 
-    def run(self, *, progress: Progress | None = None, refresh: bool = False, mount: bool = True) -> list[Fetched]:
-        """Fetch every source (raising FetchError), then link each where the model expects it."""
+    def run(self, *, progress: Progress | None = None, refresh: bool = False, verify: bool = False,
+            mount: bool = True) -> list[Fetched]:
+        """Fetch every source (raising FetchError), then link each where the model expects it.
+
+        ``refresh`` lists cached sources again; ``verify`` re-hashes cached files and fetches any
+        that no longer match.
+        """
         if not self.sources:
             return []
         start = time.monotonic()
         with ThreadPoolExecutor(WORKERS, thread_name_prefix="kingpost-fetch") as pool:
             try:
-                fetched = [self._one(source, pool, progress, refresh) for source in self.sources]
+                fetched = [self._one(source, pool, progress, refresh, verify) for source in self.sources]
             except FetchError as exc:
                 if str(exc).startswith(str(self.config.path)):
                     raise
@@ -76,14 +81,23 @@ class Fetcher:
                 self.mount(fetched)
         return fetched
 
-    def _one(self, source: Source, pool: ThreadPoolExecutor, progress: Progress | None, refresh: bool) -> Fetched:
+    def _one(self, source: Source, pool: ThreadPoolExecutor, progress: Progress | None, refresh: bool,
+             verify: bool) -> Fetched:
         with locked(self.store.lock(f"source-{source.digest}")):  # another worker may be fetching it now
-            return self._one_locked(source, pool, progress, refresh)
+            return self._one_locked(source, pool, progress, refresh, verify)
 
     def _one_locked(self, source: Source, pool: ThreadPoolExecutor, progress: Progress | None,
-                    refresh: bool) -> Fetched:
+                    refresh: bool, verify: bool) -> Fetched:
         store = self.store
         known = None if refresh else store.read_manifest(source.digest)
+        if known is not None and verify:
+            bad = [e for e in known[0] if store.has(e) and not store.intact(e)]
+            for entry in bad:
+                logger.warning("%s: %s in the cache does not match its sha256 any more; fetching it again",
+                               source.key, entry.path)
+                store.discard(entry)
+            if bad:  # its tree holds links to the same damaged files
+                shutil.rmtree(store.tree_path(known[0]), ignore_errors=True)
         if known is not None and all(store.has(e) for e in known[0]):
             entries, cached = known[0], True
         else:
@@ -101,7 +115,7 @@ class Fetcher:
             if source.hf_cache:
                 _hf_cache_layout(source, resolved, entries, store)
             cached = False
-        tree = store.tree(source.digest, entries)
+        tree = store.tree(entries)
         path = tree / entries[0].path if source.single_file else tree
         return Fetched(source, path, tuple(entries), cached)
 
@@ -207,7 +221,7 @@ def _hf_cache_layout(source: Source, commit: str, entries: list[Entry], store: S
 
 
 def fetch_bundle(root: Path, config: Config, *, secrets_dir: str | Path | None = None,
-                 progress: Progress | None = None, refresh: bool = False) -> list[Fetched]:
+                 progress: Progress | None = None, refresh: bool = False, verify: bool = False) -> list[Fetched]:
     """Fetch (and mount) everything the bundle declares; ``kingpost fetch``."""
-    return Fetcher(root, config, secrets_dir=secrets_dir).run(progress=progress, refresh=refresh)
+    return Fetcher(root, config, secrets_dir=secrets_dir).run(progress=progress, refresh=refresh, verify=verify)
 

@@ -4,7 +4,8 @@
     <cache>/partial/<name>.part         a download in progress (kept when cut, resumed with Range)
     <cache>/partial/<name>.json         what the .part holds: its URL and the server's validator
     <cache>/sources/<digest>.json       a fetched source: [{path, sha256, size}] and its resolved revision
-    <cache>/trees/<digest>/             that source's files, hard links to blobs (what a mount points at)
+    <cache>/trees/<digest>/             a source's files, hard links to blobs (what a mount points at),
+                                        named by the files it holds
     <cache>/views/<bundle>/data/        a bundle's data_dir with its external_data, when it has any
     <cache>/locks/                      one fetch of a source, one mount of a bundle at a time
 
@@ -17,6 +18,7 @@ last, after all its blobs, so a manifest on disk means the source can be used wi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -93,9 +95,29 @@ class Store:
 
     # -- trees ----------------------------------------------------------------------------------
 
-    def tree(self, digest: str, entries: list[Entry]) -> Path:
-        """The source's files as a directory of hard links to their blobs (symlinks across devices)."""
-        target = self.root / "trees" / digest
+    def intact(self, entry: Entry) -> bool:
+        """Whether the blob still hashes to its name (``kingpost fetch --verify``)."""
+        digest = hashlib.sha256()
+        try:
+            with self.blob(entry.sha256).open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+        except OSError:
+            return False
+        return digest.hexdigest() == entry.sha256
+
+    def discard(self, entry: Entry) -> None:
+        self.blob(entry.sha256).unlink(missing_ok=True)
+
+    def tree_path(self, entries: list[Entry]) -> Path:
+        digest = hashlib.sha256(json.dumps([e.__dict__ for e in entries], sort_keys=True).encode()).hexdigest()[:24]
+        return self.root / "trees" / digest
+
+    def tree(self, entries: list[Entry]) -> Path:
+        """The files as a directory of hard links to their blobs (symlinks across devices), named by
+        what it holds: a source whose revision moved gets a new tree, never a changed one."""
+        target = self.tree_path(entries)
+        digest = target.name
         if target.is_dir():  # renamed into place whole, so present means complete
             return target
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"null")
-        if self.path == "/predict":
+        if self.path == "/slow":
+            time.sleep(float(body))
+            self._json(200, {"slept": body})
+        elif self.path == "/predict":
             self._json(200, {"echo": body, "pid": os.getpid(), "via": self.headers.get("X-Test", "")})
         elif self.path == "/v1/chat/completions" and body.get("stream"):
             self.send_response(200)
