@@ -312,3 +312,44 @@ def test_verify_refetches_a_damaged_cached_file_and_a_terminal_gets_a_bar(copy_b
     assert b"\rfetching 1 file(s) [" in shown and b"100.0% 2.0/2.0 MB" in shown
     assert blob.read_bytes() == data
     assert (Path("/app/data") / local).read_bytes() == data
+
+
+@pytest.mark.parametrize(("config", "sentence"), [
+    ({"model_cache": [{"revision": "main"}]}, "model_cache[0].repo_id: expected a non-empty string, found <missing>."),
+    ({"model_cache": [{"repo_id": "a/b", "use_volume": True, "revision": "main"}]},
+     "model_cache[0].volume_folder: expected a folder name (use_volume is true), found <missing>."),
+    ({"model_cache": [{"repo_id": "a/b", "use_volume": True, "volume_folder": "x"}]},
+     "model_cache[0].revision: expected a revision (branch, tag or commit) for a use_volume Hugging Face repo, "
+     "found <missing>."),
+    ({"model_cache": [{"repo_id": "a/b", "use_volume": True, "volume_folder": "x", "revision": "r"},
+                      {"repo_id": "c/d"}]},
+     "model_cache: expected every entry with the same use_volume (all v1 or all v2), found <a mix of use_volume "
+     "true and false>."),
+    ({"weights": [{"source": "ftp://x/y", "mount_location": "/m"}]},
+     "weights[0].source: expected a URI such as hf://owner/repo@revision, https://host/file, s3://bucket/path, "
+     "gs://bucket/path or azure://account/path, found 'ftp://x/y'."),
+    ({"weights": [{"source": "hf://a/b", "mount_location": "models/b"}]},
+     "weights[0].mount_location: expected an absolute path, found 'models/b'."),
+    ({"external_data": [{"url": "https://h/x", "local_data_path": "../x"}]},
+     "external_data[0].local_data_path: expected a relative path inside the data directory, found '../x'."),
+    ({"external_data": [{"url": "https://h/x", "local_data_path": "x", "sha256": "abc"}]},
+     "external_data[0].sha256: expected 64 hexadecimal digits, found 'abc'."),
+    ({"weights": [{"source": "hf://a/b", "mount_location": "/m"}, {"source": "hf://c/d", "mount_location": "/m"}]},
+     "weights[1]: expected a path no other entry uses (as weights[0]), found '/m'."),
+], ids=["no repo_id", "no volume_folder", "no revision", "mixed volumes", "bad scheme", "relative mount",
+        "escaping path", "bad sha256", "same mount"])
+def test_a_bad_source_is_one_sentence_from_check(copy_bundle: Callable[..., Path], config: dict[str, Any],
+                                                 sentence: str) -> None:
+    bundle = copy_bundle("external_data", **{"external_data": None, **config})
+    result = kingpost("check", str(bundle))
+    assert result.returncode == 1
+    assert result.stderr == f"error: {bundle / 'config.yaml'}: {sentence}\n"
+
+
+def test_in_process_load_fetches_before_the_model(copy_bundle: Callable[..., Path], cache: Path,
+                                                  load: Callable[..., Any]) -> None:
+    data = chunks(30_000, seed=11)
+    with FileServer({"/w.bin": data}) as server:
+        bundle = copy_bundle("external_data", **external(server, "/w.bin", f"kp-{os.getpid()}-inproc/w.bin"))
+        answer = load(str(bundle)).predict({"path": f"kp-{os.getpid()}-inproc/w.bin"})
+    assert answer == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
