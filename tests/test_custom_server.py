@@ -122,3 +122,29 @@ def test_request_timeout_applies_to_the_child(copy_bundle: Callable[..., Path], 
     assert slow.status_code == 504
     assert slow.json() == {"error": "the custom server did not answer within runtime.request_timeout_s (0.5 s)."}
     assert httpx.post(server.url + "/slow", json=0).json() == {"slept": 0}  # the next request is fine
+
+
+def test_check_describes_it_and_predict_or_serving_beside_others_is_one_sentence(
+        copy_bundle: Callable[..., Path]) -> None:
+    import subprocess
+
+    from conftest import bundle_path
+
+    bundle = copy_bundle("docker_server")
+
+    def kingpost(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kingpost", *args], capture_output=True, text=True, timeout=60,
+                              env=os.environ.copy())
+
+    check = kingpost("check", str(bundle))
+    assert check.returncode == 0, check.stderr
+    assert ("server        python3 server.py --port 8000  (port 8000; predict: /predict, readiness: /health, "
+            "liveness: /health)") in check.stdout
+    predict = kingpost("predict", str(bundle), "-d", "1")
+    assert predict.returncode == 1
+    assert predict.stderr == (f"error: {bundle / 'config.yaml'}: docker_server: this bundle brings its own server "
+                              "instead of a model.py, so it runs only as a server: kingpost serve.\n")
+    together = kingpost("serve", str(bundle), str(bundle_path("echo")), "--port", "0")
+    assert together.returncode == 1
+    assert together.stderr == (f"error: {bundle / 'config.yaml'}: docker_server: a bundle with its own server is "
+                               "served alone, not beside other models; serve it by itself.\n")
