@@ -353,3 +353,19 @@ def test_in_process_load_fetches_before_the_model(copy_bundle: Callable[..., Pat
         bundle = copy_bundle("external_data", **external(server, "/w.bin", f"kp-{os.getpid()}-inproc/w.bin"))
         answer = load(str(bundle)).predict({"path": f"kp-{os.getpid()}-inproc/w.bin"})
     assert answer == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def test_sigterm_mid_download_stops_at_once_and_keeps_what_arrived(copy_bundle: Callable[..., Path], cache: Path,
+                                                                   serve: Callable[..., Any]) -> None:
+    data = chunks(1_000_000, seed=12)
+    with FileServer({"/w.bin": data}) as server:
+        server.hold_after["/w.bin"] = 300_000  # stalls for up to 30 s
+        bundle = copy_bundle("external_data", **external(server, "/w.bin", f"kp-{os.getpid()}-term.bin"))
+        running = serve(bundle, wait="bound")
+        assert server.served.wait(30)
+        wait_for(lambda: any(p.stat().st_size == 300_000 for p in (cache / "partial").glob("*.part")), "the part")
+        start = time.monotonic()
+        running.send_signal(signal.SIGTERM)
+        running.wait(20)
+        assert time.monotonic() - start < 10, "the server waited for the download instead of stopping"
+        assert [p.stat().st_size for p in (cache / "partial").glob("*.part")] == [300_000]  # resumable

@@ -27,6 +27,7 @@ from typing import Any
 import h11
 
 from kingpost import codecs
+from kingpost.concurrency import on_daemon_thread
 from kingpost.config import Config
 from kingpost.custom_server import DockerServer
 from kingpost.errors import KingpostError
@@ -205,7 +206,8 @@ class ProxyApp:
             fetcher = Fetcher(self.root, self.config, secrets_dir=self.secrets_dir)
             if fetcher.sources:
                 self.phase = "fetching weights"
-                await asyncio.to_thread(fetcher.run, progress=weights_progress())
+                # a daemon thread: SIGTERM mid-download must not wait for the download (to_thread's would)
+                await on_daemon_thread(asyncio.get_running_loop(), lambda: fetcher.run(progress=weights_progress()))
             self.phase = f"starting; waiting for {self.spec.readiness_endpoint} on port {self.spec.server_port}"
             await self.child.start()
         except (KingpostError, OSError) as exc:

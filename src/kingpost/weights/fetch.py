@@ -13,10 +13,12 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
 
 from kingpost import defaults
 from kingpost.config import Config
@@ -64,13 +66,12 @@ class Fetcher:
         if not self.sources:
             return []
         start = time.monotonic()
-        with ThreadPoolExecutor(WORKERS, thread_name_prefix="kingpost-fetch") as pool:
-            try:
-                fetched = [self._one(source, pool, progress, refresh, verify) for source in self.sources]
-            except FetchError as exc:
-                if str(exc).startswith(str(self.config.path)):
-                    raise
-                raise FetchError(f"{self.config.path}: {exc}") from exc
+        try:
+            fetched = [self._one(source, progress, refresh, verify) for source in self.sources]
+        except FetchError as exc:
+            if str(exc).startswith(str(self.config.path)):
+                raise
+            raise FetchError(f"{self.config.path}: {exc}") from exc
         downloaded = [f for f in fetched if not f.cached]
         if downloaded:
             size = sum(e.size for f in downloaded for e in f.entries)
@@ -81,13 +82,11 @@ class Fetcher:
                 self.mount(fetched)
         return fetched
 
-    def _one(self, source: Source, pool: ThreadPoolExecutor, progress: Progress | None, refresh: bool,
-             verify: bool) -> Fetched:
+    def _one(self, source: Source, progress: Progress | None, refresh: bool, verify: bool) -> Fetched:
         with locked(self.store.lock(f"source-{source.digest}")):  # another worker may be fetching it now
-            return self._one_locked(source, pool, progress, refresh, verify)
+            return self._one_locked(source, progress, refresh, verify)
 
-    def _one_locked(self, source: Source, pool: ThreadPoolExecutor, progress: Progress | None,
-                    refresh: bool, verify: bool) -> Fetched:
+    def _one_locked(self, source: Source, progress: Progress | None, refresh: bool, verify: bool) -> Fetched:
         store = self.store
         known = None if refresh else store.read_manifest(source.digest)
         if known is not None and verify:
@@ -110,7 +109,7 @@ class Fetcher:
                 kept = " that allow_patterns/ignore_patterns keep" if source.allow_patterns or source.ignore_patterns \
                     else ""
                 raise FetchError(f"{self.config.path}: {source.key}: {source.url} has no files{kept}.")
-            entries = list(pool.map(lambda r: download(r, store, progress), requests))
+            entries = in_parallel(lambda r: download(r, store, progress), requests, WORKERS)
             store.write_manifest(source.digest, entries, {"revision": resolved} if resolved else {})
             if source.hf_cache:
                 _hf_cache_layout(source, resolved, entries, store)
@@ -167,6 +166,46 @@ class Fetcher:
             os.replace(view, old)
         os.replace(tmp, view)
         shutil.rmtree(old, ignore_errors=True)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def in_parallel(fn: Callable[[T], R], items: list[T], workers: int) -> list[R]:
+    """``[fn(x) for x in items]`` on up to ``workers`` daemon threads; the first exception is raised.
+
+    Daemon threads, not a ThreadPoolExecutor: the interpreter joins an executor's threads at exit,
+    so a server told to stop (SIGTERM) mid-download would wait for the download to finish. What a
+    stopped download received stays in partial/ and is resumed next time.
+    """
+    results: list[Any] = [None] * len(items)
+    errors: list[BaseException] = []
+    todo = iter(enumerate(items))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while not errors:
+            with lock:
+                nxt = next(todo, None)
+            if nxt is None:
+                return
+            index, item = nxt
+            try:
+                results[index] = fn(item)
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=work, name="kingpost-fetch", daemon=True)
+               for _ in range(max(1, min(workers, len(items))))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def _offline() -> bool:
