@@ -49,6 +49,20 @@ def app_paths() -> Iterator[list[Path]]:
                 path.rmdir()
 
 
+def _app_writable() -> bool:
+    """Whether this user may create Truss's /app/data and /app/model_cache (root here, maybe not in CI)."""
+    try:
+        for path in (Path("/app/data"), Path("/app/model_cache")):
+            path.mkdir(parents=True, exist_ok=True)
+        return os.access("/app/data", os.W_OK) and os.access("/app/model_cache", os.W_OK)
+    except OSError:
+        return False
+
+
+APP_WRITABLE = _app_writable()
+needs_app = pytest.mark.skipif(not APP_WRITABLE, reason="this user cannot create /app/data and /app/model_cache")
+
+
 def kingpost(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "kingpost", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
@@ -98,7 +112,8 @@ def test_a_download_killed_half_way_resumes_where_it_stopped(copy_bundle: Callab
         digest = hashlib.sha256(data).hexdigest()
         assert (cache / "blobs" / digest).read_bytes() == data
         assert not list((cache / "partial").glob("*.part"))
-        assert (Path("/app/data") / local).read_bytes() == data
+        if APP_WRITABLE:  # else kingpost warns that it cannot link there
+            assert (Path("/app/data") / local).read_bytes() == data
 
 
 def test_a_file_whose_digest_differs_is_refused(copy_bundle: Callable[..., Path], cache: Path) -> None:
@@ -175,6 +190,7 @@ TINY = {"config.json": b'{"labels": ["cat", "dog"]}', "weights.bin": chunks(400_
         "README.md": b"# tiny\n"}
 
 
+@needs_app
 def test_model_cache_paths_answer_over_http(serve: Callable[..., Any], cache: Path, app_paths: list[Path],
                                             tmp_path: Path) -> None:
     app_paths.append(Path("/app/model_cache/kingpost-test-tiny"))
@@ -188,6 +204,7 @@ def test_model_cache_paths_answer_over_http(serve: Callable[..., Any], cache: Pa
     assert mounted.is_symlink() and (mounted / "weights.bin").read_bytes() == TINY["weights.bin"]
 
 
+@needs_app
 def test_lazy_data_resolver_waits_and_readiness_says_why(serve: Callable[..., Any], cache: Path,
                                                          app_paths: list[Path]) -> None:
     app_paths.append(Path("/app/model_cache/kingpost-test-lazy"))
@@ -311,7 +328,8 @@ def test_verify_refetches_a_damaged_cached_file_and_a_terminal_gets_a_bar(copy_b
     assert b"does not match its sha256 any more" in shown
     assert b"\rfetching 1 file(s) [" in shown and b"100.0% 2.0/2.0 MB" in shown
     assert blob.read_bytes() == data
-    assert (Path("/app/data") / local).read_bytes() == data
+    if APP_WRITABLE:
+        assert (Path("/app/data") / local).read_bytes() == data
 
 
 @pytest.mark.parametrize(("config", "sentence"), [
