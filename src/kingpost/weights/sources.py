@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from kingpost.config import Config
@@ -202,6 +202,3 @@ def _weights(config: Config, value: Any) -> list[Source]:
                           secret=secret or ("hf_access_token" if kind == "hf" else None)))
     return out
 
-
-def bundle_data_dir(root: Path, config: Config) -> Path:
-    return root / config.data_dir
