@@ -123,3 +123,23 @@ def client(echo: Server) -> Iterator[httpx.Client]:
     """An HTTP client for ``echo`` (a module may define its own ``client`` for another server)."""
     with httpx.Client(base_url=echo.url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server the tests start themselves (tests/postgres.py); skipped without its binaries."""
+    import tempfile
+
+    from postgres import Postgres, binaries
+
+    if binaries() is None:
+        pytest.skip("PostgreSQL's initdb/pg_ctl are not installed (Debian: apt-get install postgresql)")
+    # Not under pytest's basetemp: as root the server runs as nobody, who cannot enter /tmp/pytest-of-root.
+    base = Path(tempfile.mkdtemp(prefix="kingpost-pg-"))
+    server = Postgres(base)
+    try:
+        server.start()
+        yield server.url
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -167,7 +167,7 @@ def test_invalid_json_is_one_line(tmp_path: Path) -> None:
 def test_help_and_version(tmp_path: Path) -> None:
     result = kingpost("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for command in ("init", "predict", "serve", "check", "context", "image", "ray"):
+    for command in ("init", "predict", "serve", "check", "context", "image", "ray", "k8s"):
         assert f"  {command} " in result.stdout
     assert kingpost(cwd=tmp_path).stdout == result.stdout  # bare `kingpost` shows the same help
     version = kingpost("--version", cwd=tmp_path)

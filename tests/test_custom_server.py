@@ -148,3 +148,7 @@ def test_check_describes_it_and_predict_or_serving_beside_others_is_one_sentence
     assert together.returncode == 1
     assert together.stderr == (f"error: {bundle / 'config.yaml'}: docker_server: a bundle with its own server is "
                                "served alone, not beside other models; serve it by itself.\n")
+    keyed = kingpost("serve", str(bundle), "--port", "0", "--api-key", "k-123")
+    assert keyed.returncode == 1
+    assert "docker_server: API keys and CORS are not applied in front of a custom server yet" in keyed.stderr
+    assert keyed.stderr.count("\n") == 1 and "k-123" not in keyed.stderr

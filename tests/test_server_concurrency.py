@@ -102,7 +102,7 @@ def test_a_client_that_leaves_before_its_predict_is_dropped(serve: Callable[...,
         # B is preprocessed and waits for the slot; then its client goes away.
         body = f'{{"tag": "b", "log": "{log}"}}'.encode()
         with socket.create_connection((server.host, server.port), timeout=30) as leaver:
-            leaver.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            leaver.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                            f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
             server.wait_until(lambda: _gauge(server, "kingpost_queue_depth") == 1, "b to wait for predict")
         # B's client is gone. A round trip on a fresh connection makes sure the server has read

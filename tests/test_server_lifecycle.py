@@ -64,7 +64,7 @@ def test_a_load_failure_exits_non_zero_with_the_reason(serve: Callable[..., Serv
     # ask it something after the failure, deterministically.
     body = b'{"after": "the failure"}'
     with socket.create_connection((server.host, server.port), timeout=30) as held:
-        held.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        held.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                      f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:5])
         gate.touch()
         # Between the failure and the shutdown readiness says 500 with the reason; the window is

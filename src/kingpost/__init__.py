@@ -22,6 +22,7 @@ __all__ = [
     "ConfigError",
     "DeadlineExceeded",
     "InputError",
+    "JobError",
     "KingpostError",
     "MissingRequirementError",
     "ModelError",
@@ -32,6 +33,7 @@ __all__ = [
     "RequestError",
     "UnreachableError",
     "__version__",
+    "client_disconnected",
     "create",
     "init",
     "load",
@@ -43,8 +45,9 @@ _LAZY = {
     "Bundle": "kingpost.bundle",
     "Client": "kingpost.client",
     "create": "kingpost.frameworks",
+    "client_disconnected": "kingpost.disconnect",
     **{name: "kingpost.errors" for name in (
-        "BundleError", "ConfigError", "DeadlineExceeded", "InputError", "KingpostError",
+        "BundleError", "ConfigError", "DeadlineExceeded", "InputError", "JobError", "KingpostError",
         "MissingRequirementError", "ModelError", "ModelLoadError", "NotReadyError", "PackagingError",
         "QueueFullError", "RequestError", "UnreachableError")},
 }
@@ -54,11 +57,13 @@ if TYPE_CHECKING:
 
     from kingpost.bundle import Bundle
     from kingpost.client import AsyncClient, Client
+    from kingpost.disconnect import client_disconnected
     from kingpost.errors import (
         BundleError,
         ConfigError,
         DeadlineExceeded,
         InputError,
+        JobError,
         KingpostError,
         MissingRequirementError,
         ModelError,
@@ -72,14 +77,17 @@ if TYPE_CHECKING:
     from kingpost.frameworks import create
 
 
-def load(bundle_dir: str | Path, *, secrets_dir: str | Path | None = None) -> Bundle:
+def load(bundle_dir: str | Path, *, secrets_dir: str | Path | None = None, jobs: str | Path | None = None) -> Bundle:
     """Open the bundle in ``bundle_dir`` and validate its config; no user code runs yet.
+
+    ``jobs`` is where :meth:`Bundle.submit` keeps async jobs: a directory (SQLite) or a
+    ``postgresql://`` URL (default: ``KINGPOST_JOBS_DIR`` / ``KINGPOST_JOBS_DATABASE``).
 
     Raises :class:`ConfigError` (one sentence: file, key, expected, found) for a bad config.
     """
     from kingpost.bundle import Bundle
 
-    return Bundle(bundle_dir, secrets_dir=secrets_dir)
+    return Bundle(bundle_dir, secrets_dir=secrets_dir, jobs=jobs)
 
 
 def init(bundle_dir: str | Path) -> Bundle:

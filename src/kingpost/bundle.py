@@ -7,7 +7,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kingpost.concurrency import LoopThread
 from kingpost.config import Config, load_config, read_examples
@@ -16,6 +16,10 @@ from kingpost.loader import require_model_file
 from kingpost.predictor.streams import ChunkStream
 from kingpost.runtime import Runtime
 from kingpost.types import State, Stream
+from kingpost.unsupported import refuse_unsupported
+
+if TYPE_CHECKING:
+    from kingpost.jobs import JobHandle, JobService
 
 
 class Bundle:
@@ -27,17 +31,22 @@ class Bundle:
     already runs a loop.
     """
 
-    def __init__(self, bundle_dir: str | Path, config: Config | None = None, *, secrets_dir: str | Path | None = None):
+    def __init__(self, bundle_dir: str | Path, config: Config | None = None, *, secrets_dir: str | Path | None = None,
+                 jobs: str | Path | None = None):
         self.bundle_dir = Path(bundle_dir)
         if not self.bundle_dir.is_dir():
             raise BundleError(f"{self.bundle_dir}: expected a bundle directory, found "
                               f"{'a file' if self.bundle_dir.exists() else 'nothing'}.")
         self.config = config if config is not None else load_config(self.bundle_dir)
+        refuse_unsupported(self.config)
         require_model_file(self.bundle_dir, self.config)
         self._secrets_dir = secrets_dir
         self._runtime: Runtime | None = None
         self._loading: asyncio.Future[None] | None = None
         self._start_lock = threading.Lock()
+        self._jobs_location = jobs
+        self._jobs: JobService | None = None
+        self._jobs_started: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"Bundle({str(self.bundle_dir)!r}, name={self.name!r})"
@@ -77,6 +86,53 @@ class Bundle:
             return _async_chunks(result)
         return result
 
+    def submit(self, model_input: Any = None, *, example: str | None = None, priority: int | None = None,
+               max_time_in_queue_seconds: int | None = None, retry: dict[str, int] | None = None,
+               webhook_endpoint: str | None = None, idempotency_key: str | None = None) -> JobHandle:
+        """Store ``model_input`` as a durable async job and return its handle at once.
+
+        The job runs here (on this process's loop, through the same runtime as :meth:`predict`)
+        and on any server sharing the store: ``kingpost.load(DIR, jobs=DIR_OR_URL)``, else
+        ``KINGPOST_JOBS_DIR`` / ``KINGPOST_JOBS_DATABASE``. ``retry`` is Baseten's
+        ``inference_retry_config`` ({max_attempts, initial_delay_ms, max_delay_ms}).
+        """
+        from kingpost.jobs import JobHandle, make_submit
+
+        spec = make_submit(self._input(model_input, example), priority=priority,
+                           max_time_in_queue_seconds=max_time_in_queue_seconds, retry=retry,
+                           webhook_endpoint=webhook_endpoint, idempotency_key=idempotency_key)
+        service = _LOOP.call(self._job_service())
+        job, _ = _LOOP.call(service.submit(spec))
+        return JobHandle(job.id, self._job_verb)
+
+    def _job_verb(self, verb: str, job_id: str) -> dict[str, Any] | None:
+        service = _LOOP.call(self._job_service())
+
+        async def run() -> dict[str, Any] | None:
+            job = await (service.cancel(job_id) if verb == "cancel" else service.get(job_id))
+            return None if job is None else await service.view(job)
+        view: dict[str, Any] | None = _LOOP.call(run())
+        return view
+
+    async def _job_service(self) -> JobService:
+        from kingpost.jobs import JobService, JobSettings
+        from kingpost.jobs.settings import OFF_SENTENCE
+
+        runtime = await self._astarted()
+        with self._start_lock:
+            if self._jobs is None:
+                location = str(self._jobs_location) if self._jobs_location is not None else None
+                settings = JobSettings.from_env(jobs_database=location)
+                if not settings.enabled:
+                    raise BundleError(OFF_SENTENCE.replace("on this server; start it with",
+                                                           "for this bundle; open it with kingpost.load(DIR, "
+                                                           "jobs=DIR_OR_URL), or set"))
+                self._jobs = JobService(runtime, settings)
+                self._jobs_started = asyncio.ensure_future(self._jobs.start())
+        assert self._jobs_started is not None
+        await asyncio.shield(self._jobs_started)
+        return self._jobs
+
     def load_model(self) -> None:
         """Load the model now instead of on the first predict."""
         self._started()
@@ -103,6 +159,9 @@ class Bundle:
             task.add_done_callback(_RETIRING.discard)
 
     def close(self) -> None:
+        if self._jobs is not None:
+            _LOOP.call(self._jobs.stop())
+            self._jobs = None
         if self._runtime is not None:
             _LOOP.call(self._runtime.stop())
             self._runtime = None

@@ -10,7 +10,9 @@ from kingpost import loader
 from kingpost.config import Config, load_config, read_examples
 from kingpost.custom_server import DockerServer, docker_server
 from kingpost.errors import KingpostError
-from kingpost.requirements import requirement_lines, requirement_name
+from kingpost.requirements import requirement_import_name, requirement_lines, requirement_name
+from kingpost.surface import Args
+from kingpost.unsupported import refuse_unsupported
 from kingpost.weights.sources import Source, sources
 
 
@@ -48,6 +50,7 @@ def check(bundle_dir: str | Path) -> Report:
     """
     bundle_dir = Path(bundle_dir)
     config = load_config(bundle_dir)
+    refuse_unsupported(config)
     report = Report(bundle_dir=bundle_dir, config=config, model_file=loader.model_file(bundle_dir, config))
     report.examples = list(read_examples(bundle_dir / config.examples_filename))
     report.requirements = [_requirement(line) for line in requirement_lines(bundle_dir, config)]
@@ -65,7 +68,9 @@ def check(bundle_dir: str | Path) -> Report:
     except KingpostError as exc:
         report.error = exc
     else:
-        report.hooks = {name: kind.value for name, kind in spec.kinds.items()}
+        args = {n: a for n, a in spec.surface.args.items() if a is not Args.INPUT and n != "is_healthy"}
+        report.hooks = {name: kind.value + (f" {args[name].value}" if name in args else "")
+                        for name, kind in spec.kinds.items()}  # how each is called, where not just (input)
     return report
 
 
@@ -93,6 +98,20 @@ def _requirement(line: str) -> Requirement:
         except metadata.PackageNotFoundError:
             continue
     if version is None:
+        provider = _provider(line)
+        if provider is not None:  # another distribution installs the module (truss -> truss_chains)
+            return Requirement(line, f"{provider[1]} (as {provider[0]})", True)
         return Requirement(line, None, False)
     satisfied = parsed is None or parsed.specifier.contains(version, prereleases=True)
     return Requirement(line, version, satisfied)
+
+
+def _provider(line: str) -> tuple[str, str] | None:
+    """(distribution, version) of an installed distribution that provides the requirement's module."""
+    module = requirement_import_name(line)
+    for dist in metadata.packages_distributions().get(module, ()):
+        try:
+            return dist, metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None

@@ -156,11 +156,37 @@ def predict(directory: Path, data: str | None, file: Path | None, example: str |
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="One line per request.")
 @click.option("--reload", is_flag=True,
               help="Watch the bundle; load each changed version beside the running one and switch when it is ready.")
+@click.option("--jobs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep durable async jobs in SQLite in this directory (default: $KINGPOST_JOBS_DIR; none: off).")
+@click.option("--jobs-database", default=None, metavar="URL",
+              help="Keep async jobs in PostgreSQL instead: postgresql://... (default: $KINGPOST_JOBS_DATABASE).")
+@click.option("--webhook-secret", default=None, envvar="KINGPOST_WEBHOOK_SECRET", show_envvar=True,
+              help="Sign job webhooks with this HMAC key (else the bundle's secret 'webhook_secret').")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=defaults.LOG_FORMAT, show_default=True,
+              envvar="KINGPOST_LOG_FORMAT", help="json: one JSON object a line, with request ids.")
+@click.option("--api-key", "api_keys", multiple=True, metavar="KEY",
+              help="Require this API key on every route but liveness/readiness (repeatable; also $KINGPOST_API_KEY "
+                   "and <secrets dir>/kingpost_api_keys).")
+@click.option("--api-key-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A file of API keys, one a line.")
+@click.option("--metrics-public", is_flag=True, help="Serve /metrics without an API key.")
+@click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
+              help="Allow browser pages from ORIGIN ('*' for any; repeatable). CORS is off without one.")
+@click.option("--cors-method", "cors_methods", multiple=True, metavar="METHOD",
+              help="Methods allowed cross-origin (repeatable; default GET, POST, OPTIONS).")
+@click.option("--cors-header", "cors_headers", multiple=True, metavar="HEADER",
+              help="Request headers allowed cross-origin (repeatable; default authorization, content-type, ...).")
+@click.option("--cors-credentials", is_flag=True, default=None, help="Allow credentials (cookies, auth) cross-origin.")
+@click.option("--cors-max-age", type=click.IntRange(min=0), default=None, help="Seconds a browser caches a preflight.")
 @_isolated_option
 @_secrets_option
 @_errors_to_one_line
 def serve(directories: tuple[Path, ...], host: str, port: int, workers: int | None, debug: bool,
-          grace_period: float, access_log: bool, reload: bool, isolated: bool, python: str | None,
+          grace_period: float, access_log: bool, reload: bool, jobs_dir: Path | None, jobs_database: str | None,
+          webhook_secret: str | None, log_format: str, api_keys: tuple[str, ...], api_key_file: Path | None,
+          metrics_public: bool, cors_origins: tuple[str, ...], cors_methods: tuple[str, ...],
+          cors_headers: tuple[str, ...], cors_credentials: bool | None, cors_max_age: int | None, isolated: bool,
+          python: str | None,
           secrets_dir: Path | None) -> None:
     """Serve the bundle over HTTP (Truss's paths and the V2 protocol) until SIGINT/SIGTERM.
 
@@ -175,10 +201,16 @@ def serve(directories: tuple[Path, ...], host: str, port: int, workers: int | No
         _fail("--python chooses the interpreter of --isolated; give --isolated too.", 2)
     _install_progress()
     from kingpost.server.run import serve as run
+    from kingpost.server.stack import Settings
 
+    cors = {"allow_origins": cors_origins, "allow_methods": cors_methods, "allow_headers": cors_headers,
+            "allow_credentials": cors_credentials, "max_age": cors_max_age}
+    settings = Settings(api_keys=api_keys, api_key_file=api_key_file, metrics_public=metrics_public, cors=cors,
+                        log_format=log_format)
     sys.exit(run(directories[0] if len(directories) == 1 else directories, host=host, port=port, workers=workers,
                  debug=debug, grace_period=grace_period, access_log=access_log, secrets_dir=secrets_dir,
-                 **({"reload": True} if reload else {})))
+                 jobs_dir=jobs_dir, jobs_database=jobs_database, webhook_secret=webhook_secret,
+                 settings=settings, **({"reload": True} if reload else {})))
 
 
 @main.command()
@@ -341,6 +373,34 @@ def _install_progress() -> None:
         from kingpost.weights.progress import Bar, install
 
         install(Bar(sys.stderr))
+
+
+@main.command()
+@click.argument("directory", type=BUNDLE)
+@click.option("--image", default=None, help="The image to run (default: kingpost image's tag, kingpost-<name>:latest).")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the manifests to this file (default: stdout).")
+@click.option("--kserve", is_flag=True,
+              help="Write a KServe InferenceService instead of Deployment, Service, HPA and PDB.")
+@click.option("--min-replicas", type=click.IntRange(min=1), default=defaults.K8S_MIN_REPLICAS, show_default=True)
+@click.option("--max-replicas", type=click.IntRange(min=1), default=defaults.K8S_MAX_REPLICAS, show_default=True)
+@click.option("--autoscale-on", type=click.Choice(["cpu", "queue"]), default="cpu", show_default=True,
+              help="The HPA's metric: CPU utilization, or kingpost_queue_depth per pod (needs a metrics adapter).")
+@click.option("--startup-timeout", "startup_s", type=click.IntRange(min=1), default=defaults.K8S_STARTUP_S,
+              show_default=True,
+              help="Seconds the model may take to load before Kubernetes restarts the container.")
+@_errors_to_one_line
+def k8s(directory: Path, image: str | None, out: Path | None, kserve: bool, min_replicas: int, max_replicas: int,
+        autoscale_on: str, startup_s: int) -> None:
+    """Write Kubernetes manifests for the bundle (Deployment, Service, HPA, PDB; or --kserve)."""
+    from kingpost.deploy.k8s import write
+
+    text = write(directory, out, image=image, kserve=kserve, min_replicas=min_replicas, max_replicas=max_replicas,
+                 autoscale_on=autoscale_on, startup_s=startup_s)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"Wrote {out}. Apply it with: kubectl apply -f {out}", err=True)
 
 
 @main.command()

@@ -8,6 +8,7 @@
             print(chunk, end="")
 
 ``AsyncClient`` has the same methods, to be awaited (``predict_stream`` is an async iterator).
+``Client`` also submits durable async jobs (``submit``, ``job``; see ``kingpost serve --jobs-dir``).
 
 Errors are kingpost's own classes with the server's sentence: 400 :class:`InputError`, 413
 :class:`PayloadTooLargeError`, 500 :class:`ModelError` (``.stage`` read from the sentence), 503
@@ -30,9 +31,10 @@ import email.utils
 import random
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from types import EllipsisType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -49,6 +51,9 @@ from kingpost.errors import (
     RequestError,
     UnreachableError,
 )
+
+if TYPE_CHECKING:
+    from kingpost.jobs.handle import JobHandle
 
 __all__ = ["AsyncClient", "Client", "Stream"]
 
@@ -231,6 +236,54 @@ class Client(_Base):
             if time.monotonic() >= deadline:
                 raise NotReadyError(f"{self.url} was not ready within {timeout:g} s (last: {last}).")
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    # -- async jobs (a server started with --jobs-dir or --jobs-database) --------------------------
+
+    def submit(self, model_input: Any, *, priority: int | None = None, max_time_in_queue_seconds: int | None = None,
+               retry: Mapping[str, int] | None = None, webhook_endpoint: str | None = None,
+               idempotency_key: str | None = None, timeout: _Timeout = ...) -> JobHandle:
+        """Submit ``model_input`` as a durable async job; returns its :class:`JobHandle` at once
+        (``.status()``, ``.result(timeout)``, ``.cancel()``, as ``Bundle.submit`` gives). ``retry``
+        is the server's ``inference_retry_config``. An ``Idempotency-Key`` goes with every submit (a
+        fresh one unless given), so a submit whose answer was lost is retried without a second job."""
+        from kingpost.jobs.handle import JobHandle
+
+        fields = {"priority": priority, "max_time_in_queue_seconds": max_time_in_queue_seconds,
+                  "inference_retry_config": dict(retry) if retry is not None else None,
+                  "webhook_endpoint": webhook_endpoint}
+        body = codecs.encode_json({"model_input": model_input, **{k: v for k, v in fields.items() if v is not None}})
+        headers = {"content-type": codecs.JSON, "idempotency-key": idempotency_key or uuid.uuid4().hex}
+        response = self._send("POST", f"/v1/models/{self.model}:async_predict", body, headers, timeout, True,
+                              stream=False)
+        return JobHandle(str(response.json()["request_id"]), self._job_verb)
+
+    def job(self, job_id: str, *, wait: float = 0) -> dict[str, Any]:
+        """A job as the server shows it; ``wait`` (at most 60) holds the answer until it has ended."""
+        view = self._job_verb("get", job_id, wait)
+        if view is None:
+            raise RequestError(f"no job {job_id} on {self.url}.")
+        return view
+
+    def _job_verb(self, verb: str, job_id: str, wait: float = 0) -> dict[str, Any] | None:
+        path = f"/v1/jobs/{job_id}"
+        try:
+            if verb == "cancel":
+                try:
+                    response = self._send("DELETE", path, b"", {}, ..., True, stream=False)
+                except RequestError as exc:
+                    if getattr(exc, "status_code", None) != 409:  # 409: it already ended; show it as it is
+                        raise
+                    return self._job_verb("get", job_id)
+            else:
+                query = f"?wait={wait:g}" if wait else ""
+                timeout = None if self.timeout is None else self.timeout + wait
+                response = self._send("GET", path + query, b"", {}, timeout, True, stream=False)
+        except RequestError as exc:
+            if getattr(exc, "status_code", None) == 404:
+                return None
+            raise
+        view: dict[str, Any] = response.json()
+        return view
 
     def _send(self, method: str, path: str, body: bytes, headers: dict[str, str], timeout: _Timeout,
               retry_unsafe: bool | None, *, stream: bool) -> httpx.Response:

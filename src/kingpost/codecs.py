@@ -34,6 +34,7 @@ from kingpost.errors import InputError, ModelError
 __all__ = [
     "JSON",
     "MSGPACK_TYPES",
+    "PassThrough",
     "chunk_bytes",
     "decode_json",
     "decode_msgpack",
@@ -101,12 +102,30 @@ def _detail(exc: Exception) -> str:
     return str(exc).strip().rstrip(".") or type(exc).__name__
 
 
+class PassThrough(Exception):
+    """The output is a response object (Starlette's), to be sent as it is, not encoded.
+
+    Raised only once encoding has failed, so looking for it costs a plain output nothing.
+    """
+
+    def __init__(self, response: Any) -> None:
+        super().__init__("a response object")
+        self.response = response
+
+
+def _passes_through(obj: Any) -> bool:
+    responses = sys.modules.get("starlette.responses")
+    return responses is not None and isinstance(obj, responses.Response)
+
+
 def encode_json(obj: Any) -> bytes:
     """Encode a model output as compact JSON; numpy values become lists and numbers."""
     option = _JSON_OPTS_NUMPY if "numpy" in sys.modules else _JSON_OPTS
     try:
         return orjson.dumps(obj, default=_json_default, option=option)
     except orjson.JSONEncodeError as exc:
+        if _passes_through(obj):
+            raise PassThrough(obj) from None
         raise _not_serializable(obj, "JSON", exc) from exc
 
 
@@ -181,6 +200,8 @@ def encode_msgpack(obj: Any) -> bytes:
     try:
         packed: bytes = msgpack.packb(obj, default=_msgpack_default)
     except (TypeError, ValueError, OverflowError) as exc:
+        if _passes_through(obj):
+            raise PassThrough(obj) from None
         raise _not_serializable(obj, "msgpack", exc) from exc
     return packed
 
@@ -262,11 +283,22 @@ def _msgpack_hook(obj: dict[Any, Any]) -> Any:
     return obj
 
 
-def decode_msgpack(body: bytes) -> Any:
-    """Decode a request body in Truss's msgpack format; numpy arrays come back read-only."""
+msgpack_object_hook = _msgpack_hook
+"""Truss's decoding of marker maps (datetimes, numpy arrays, ...), for callers that wrap the hook."""
+
+
+def decode_msgpack(body: bytes, *, object_hook: Callable[[dict[Any, Any]], Any] | None = None,
+                   list_hook: Callable[[list[Any]], Any] | None = None) -> Any:
+    """Decode a request body in Truss's msgpack format; numpy arrays come back read-only.
+
+    ``object_hook`` (which must end by calling :func:`msgpack_object_hook`) and ``list_hook`` let
+    the server count values as they are built.
+    """
     if not body:
         raise InputError("the request body is empty; expected msgpack.")
     try:
+        if list_hook is not None:
+            return msgpack.unpackb(body, object_hook=object_hook or _msgpack_hook, list_hook=list_hook)
         return msgpack.unpackb(body, object_hook=_msgpack_hook)
     except InputError:
         raise

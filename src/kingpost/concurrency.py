@@ -18,6 +18,8 @@ The predict threads (``kingpost.predictor.thread_predictor``) hand results back 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -122,7 +124,24 @@ class LoopThread:
                 loop = asyncio.new_event_loop()
                 threading.Thread(target=loop.run_forever, name="kingpost-loop", daemon=True).start()
                 self._loop = loop
+                atexit.register(self._cancel_tasks)
             return self._loop
+
+    def _cancel_tasks(self) -> None:
+        """At exit, end the loop's tasks (an async model's predict workers) while the loop still runs,
+        so none is destroyed pending ("Task was destroyed but it is pending!")."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return
+
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout=5)
 
     def submit(self, coro: Any) -> Future[Any]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)

@@ -17,6 +17,7 @@ from typing import Any
 from kingpost import defaults
 from kingpost._yaml import read_yaml
 from kingpost.errors import ConfigError
+from kingpost.limits import Limits, parse_limits
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ class RuntimeConfig:
     max_request_bytes: int = defaults.MAX_REQUEST_BYTES
     workers: int = 1
     ray: dict[str, Any] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    cors: dict[str, Any] = field(default_factory=dict)  # validated by kingpost.server.cors
 
 
 @dataclass(frozen=True)
@@ -280,6 +283,8 @@ def _runtime(r: _Reader) -> RuntimeConfig:
         max_request_bytes=r.integer("max_request_bytes", defaults.MAX_REQUEST_BYTES, minimum=1),
         workers=r.integer("workers", 1, minimum=1),
         ray=r.mapping("ray"),
+        limits=parse_limits(_Reader(r.path, r.mapping("limits"), "runtime.limits.")),
+        cors=r.mapping("cors"),
     )
 
 

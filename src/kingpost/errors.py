@@ -7,14 +7,17 @@
     │   └── MissingRequirementError  an import failed for a package the bundle requires
     ├── RequestError ........... one request failed; the runtime keeps serving
     │   ├── InputError ......... the caller sent something the model cannot take (raise it in a hook)
-    │   │   └── PayloadTooLargeError  the request body exceeds runtime.max_request_bytes
+    │   │   ├── PayloadTooLargeError  the request body exceeds runtime.max_request_bytes
+    │   │   └── UnsupportedMediaType  the request's Content-Type is neither JSON nor msgpack
     │   ├── NotReadyError ...... the model is loading, failed to load, or is unhealthy
     │   ├── ModelNotFoundError . the server serves no model by the name asked for
     │   ├── QueueFullError ..... too many requests are waiting for predict
     │   ├── DeadlineExceeded ... the request ran past runtime.request_timeout_s
     │   ├── ClientGone ......... the caller went away before its answer; nothing is sent
+    │   ├── MethodNotFoundError  the model has no method for this route (an OpenAI-style one, predict)
     │   ├── ModelError ......... a user hook raised; `.stage` names which one
-    │   └── UnreachableError ... (kingpost.Client) the server could not be reached, or the connection broke
+    │   ├── UnreachableError ... (kingpost.Client) the server could not be reached, or the connection broke
+    │   └── JobError ........... an async job ended without an output (failed, cancelled, expired, ...)
     ├── FetchError ............. model_cache / weights / external_data could not be fetched or verified
     └── PackagingError ......... an environment, build context, image or deployment could not be made
 
@@ -67,11 +70,22 @@ class RequestError(KingpostError):
 
 
 class InputError(RequestError):
-    """The input is invalid. Raise it from ``preprocess`` to answer the caller with a 400."""
+    """The input is invalid. Raise it from ``preprocess`` to answer the caller with a 400.
+
+    ``status`` is the 4xx a hook's own exception carried (Truss's ``HTTPException(404, ...)``).
+    """
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class PayloadTooLargeError(InputError):
     """The request body is larger than ``runtime.max_request_bytes``."""
+
+
+class UnsupportedMediaType(InputError):
+    """The request's Content-Type names neither JSON nor msgpack."""
 
 
 class NotReadyError(RequestError):
@@ -102,16 +116,33 @@ class ClientGone(RequestError):
     """The caller went away (before predict started, or while its body was read); the request was dropped."""
 
 
-class ModelError(RequestError):
-    """A user hook raised. ``stage`` is preprocess, predict or postprocess."""
+class MethodNotFoundError(RequestError):
+    """The route needs a method the model does not define (``chat_completions``, ``predict``, ...)."""
 
-    def __init__(self, stage: str, message: str) -> None:
+
+class ModelError(RequestError):
+    """A user hook raised. ``stage`` is preprocess, predict or postprocess.
+
+    ``status`` is set when the hook's exception carried a 5xx ``status_code`` (Truss's
+    ``HTTPException(503, detail)``): that status and message are the answer, as in Truss.
+    """
+
+    def __init__(self, stage: str, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.stage = stage
+        self.status = status
 
 
 class UnreachableError(RequestError):
     """(Client side) no connection to the server could be made, or it broke before the answer came."""
+
+
+class JobError(RequestError):
+    """An async job ended without an output; ``status`` says how (failed, cancelled, expired, interrupted)."""
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class FetchError(KingpostError):
@@ -144,7 +175,9 @@ def user_error(stage: str, exc: BaseException) -> KingpostError:
         return exc
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and 400 <= status < 500:  # e.g. a Truss model raising HTTPException(400)
-        err: KingpostError = InputError(str(getattr(exc, "detail", None) or exc))
+        err: KingpostError = InputError(str(getattr(exc, "detail", None) or exc), status=status)
+    elif isinstance(status, int) and 500 <= status < 600:  # HTTPException(503, detail): kept, as in Truss
+        err = ModelError(stage, str(getattr(exc, "detail", None) or exc), status=status)
     else:
         err = ModelError(stage, f"{stage} raised {describe(exc)}")
     err.__cause__ = exc

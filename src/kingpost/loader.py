@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
+import logging
 import os
 import sys
 import threading
@@ -23,12 +24,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from kingpost import surface
 from kingpost.config import Config
+from kingpost.environment import read_environment
 from kingpost.errors import BundleError, ConfigError, MissingRequirementError, ModelLoadError, describe
 from kingpost.requirements import requirement_import_name, requirement_lines
+from kingpost.surface import Surface
+from kingpost.truss_config import full_config
 from kingpost.types import Hook, HookKind, Secrets
 
-HOOK_NAMES = ("load", "preprocess", "predict", "postprocess", "is_healthy")
+logger = logging.getLogger(__name__)
+
+HOOK_NAMES = ("load", *surface.CALLED)
+INIT_KWARGS = ("config", "data_dir", "secrets", "environment")
 _IMPORT_LOCK = threading.Lock()
 _CONTESTED = ""
 _ALIAS_OWNERS: dict[str, str] = {}  # "model" -> the package of the bundle that keeps the name
@@ -40,6 +48,7 @@ class ModelSpec:
     cls: type
     file: Path
     kinds: Mapping[str, HookKind]  # hook name -> kind, only for the hooks the class defines
+    surface: Surface  # how each method is called, typed inputs and outputs (Truss's rules)
 
     @property
     def streams(self) -> bool:
@@ -87,17 +96,15 @@ def import_model_class(bundle_dir: Path, config: Config) -> ModelSpec:
         raise ModelLoadError(f"{rel(bundle_dir, file)}: expected a class {config.model_class_name!r}, found {found}.")
     kinds = {name: hook_kind(getattr(cls, name)) for name in HOOK_NAMES if callable(getattr(cls, name, None))}
     where = rel(bundle_dir, file)
-    if "predict" not in kinds:
-        raise ModelLoadError(f"{where}: class {cls.__name__} has no predict method; predict is required.")
-    spec = ModelSpec(cls=cls, file=file, kinds=kinds)
+    spec = ModelSpec(cls=cls, file=file, kinds=kinds, surface=surface.inspect_surface(cls, where))
     if spec.streams and "postprocess" in kinds:
         raise ModelLoadError(
             f"{rel(bundle_dir, file)}: {cls.__name__}.predict streams (it is a generator), so it cannot have a "
             "postprocess; move that work into predict or drop postprocess."
         )
-    for name in ("load", "preprocess", "postprocess", "is_healthy"):
+    for name in ("load", "is_healthy", "setup_environment"):  # pre/postprocess may be generators, as in Truss
         if name in kinds and kinds[name].streams:
-            raise ModelLoadError(f"{where}: {cls.__name__}.{name} is a generator; only predict may stream.")
+            raise ModelLoadError(f"{where}: {cls.__name__}.{name} is a generator; it cannot stream.")
     return spec
 
 
@@ -118,18 +125,20 @@ def construct(spec: ModelSpec, bundle_dir: Path, config: Config, secrets: Secret
     ``data_dir`` replaces the bundle's own (a view that adds external_data); ``extra`` offers more
     keyword arguments (``lazy_data_resolver``).
     """
-    available: dict[str, Any] = {
-        "config": dict(config.raw),
-        "data_dir": data_dir or bundle_dir / config.data_dir,
-        "secrets": secrets,
-        "environment": None,
-        **(extra or {}),
-    }
     params = _init_params(spec)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        kwargs = available
-    else:
-        kwargs = {p.name: available[p.name] for p in params if p.name in available}
+    offered = {*INIT_KWARGS, *(extra or {})}
+    wanted = offered if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params) else {
+        p.name for p in params if p.name in offered}
+    kwargs: dict[str, Any] = {}
+    if "config" in wanted:  # Truss's whole config dict, defaults filled in
+        kwargs["config"] = full_config(dict(config.raw))
+    if "data_dir" in wanted:
+        kwargs["data_dir"] = data_dir or data_directory(bundle_dir, config)
+    if "secrets" in wanted:
+        kwargs["secrets"] = secrets
+    if "environment" in wanted:
+        kwargs["environment"] = read_environment()[1]
+    kwargs.update((name, value) for name, value in (extra or {}).items() if name in wanted)
     try:
         instance = spec.cls(**kwargs)
     except Exception as exc:
@@ -161,6 +170,22 @@ def _init_params(spec: ModelSpec) -> list[inspect.Parameter]:
         return list(inspect.signature(spec.cls).parameters.values())
     except (TypeError, ValueError):
         return []
+
+
+def data_directory(bundle_dir: Path, config: Config) -> Path:
+    """The bundle's data directory, absolute and existing: created empty if absent, as Truss does
+    (an empty temporary directory where the bundle is read-only)."""
+    path = (bundle_dir / config.data_dir).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        import tempfile
+
+        fallback = Path(tempfile.mkdtemp(prefix="kingpost-data-"))
+        logger.warning("%s: data_dir %s cannot be created (%s); the model gets the empty directory %s.",
+                       config.path, path, exc.strerror or exc, fallback)
+        return fallback
+    return path
 
 
 def apply_environment(config: Config) -> None:

@@ -25,7 +25,7 @@ _IMPORT_NAMES = {
 def requirement_lines(bundle_dir: Path, config: Config) -> list[str]:
     """The bundle's requirements: the config list, or the lines of requirements_file."""
     if config.requirements_file is None:
-        return list(config.requirements)
+        return [r for r in config.requirements if r.strip()]  # Truss ignores blank entries too
     file = bundle_dir / config.requirements_file
     if not file.is_file():
         raise ConfigError(config.path, "requirements_file", "an existing file in the bundle", config.requirements_file)

@@ -14,28 +14,33 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from kingpost import loader
-from kingpost.concurrency import ElasticPool, in_pool, on_daemon_thread
+from kingpost import calls, loader
+from kingpost.calls import is_response
+from kingpost.concurrency import ElasticPool, in_pool, on_daemon_thread, settle
 from kingpost.config import Config, load_config
+from kingpost.environment import EnvironmentWatch
 from kingpost.errors import (
     DeadlineExceeded,
     KingpostError,
+    MethodNotFoundError,
     ModelError,
     ModelLoadError,
     NotReadyError,
     describe,
+    user_error,
 )
 from kingpost.hooks import Hook
 from kingpost.predictor.jobs import QUEUE
-from kingpost.predictor.streams import ChunkStream
+from kingpost.predictor.streams import ChunkStream, generator_stream
 from kingpost.predictor.task_predictor import TaskPredictor
 from kingpost.predictor.thread_predictor import ThreadPredictor
 from kingpost.secrets import SecretStore
 from kingpost.stats import RuntimeStats
+from kingpost.surface import Surface
 from kingpost.types import HookKind, Stage, State
 from kingpost.weights import Fetcher, LazyDataResolver
 from kingpost.weights.progress import weights_progress
@@ -65,6 +70,12 @@ class Runtime:
         self._secrets_dir = secrets_dir
         self._resolver: LazyDataResolver | None = None
         self.activity: str | None = None  # what loading is doing now, for readiness ("fetching weights")
+        self.surface: Surface | None = None  # known once loaded
+        self._targets: dict[str, calls.Target] = {}  # extended bundles: method -> what predict's slot calls
+        self._parse: Callable[[Any], Any] | None = None
+        self._hooks: loader.ModelHooks | None = None
+        self._environment: EnvironmentWatch | None = None
+        self._wants_request = False
 
     @classmethod
     def from_dir(cls, bundle_dir: str | Path, *, secrets_dir: str | Path | None = None) -> Runtime:
@@ -79,6 +90,10 @@ class Runtime:
         self.state = State.LOADING
         try:
             hooks = await on_daemon_thread(loop, self._build)
+            if "setup_environment" in hooks.spec.kinds:  # as Truss: told the environment before load()
+                self._environment = EnvironmentWatch(hooks.instance.setup_environment,
+                                                     hooks.spec.kinds["setup_environment"], self._pool_call)
+                await self._environment.first(functools.partial(self._hook_error, hooks))
             load = self._hook(hooks, "load", timed=False, translate=functools.partial(self._load_error, hooks))
             if load is not None and load.kind is HookKind.ASYNC:
                 await load.acall(None)
@@ -94,6 +109,8 @@ class Runtime:
             self.state, self.failure = State.FAILED, str(exc)
             raise ModelLoadError(str(exc)) from exc
         self.state, self.activity = State.READY, None
+        if self._environment is not None:
+            self._environment.start(loop)
         logger.info("%s: model loaded and ready", self.name)
 
     @property
@@ -137,7 +154,44 @@ class Runtime:
         """Requests that finished preprocess and wait for a predict slot."""
         return self._predictor.waiting if self._predictor is not None else 0
 
+    def invoke(self, value: Any, *, request: Any = None, method: str = "predict",
+               gone: Callable[[], bool] | None = None) -> Coroutine[Any, Any, Any]:
+        """Run ``method`` (predict with its pre/postprocess, or an OpenAI-style method alone) for a
+        bundle whose surface is not plain, handing ``request`` to the hooks that take one.
+
+        Raises MethodNotFoundError when the model has no such method.
+        """
+        if self.state is not State.READY:
+            raise NotReadyError(self._not_ready_reason())
+        target = self._targets.get(method)
+        if target is None:
+            raise MethodNotFoundError(f"the model defines no {method} method.")
+        inv = calls.Invocation(value, request, target)
+        if self._timeout is None:
+            return self._run_invocation(inv, method == "predict", None, gone)
+        work = self._run_invocation(inv, method == "predict", time.monotonic() + self._timeout, gone)
+        return self._deadline(work, self._timeout)
+
+    async def _deadline(self, work: Coroutine[Any, Any, Any], timeout: float) -> Any:
+        try:
+            return await asyncio.wait_for(work, timeout)
+        except asyncio.TimeoutError:
+            self.stats.timed_out += 1
+            raise DeadlineExceeded(f"the request took longer than runtime.request_timeout_s "
+                                   f"({timeout:g} s).") from None
+
+    @property
+    def plain(self) -> bool:
+        """Loaded, and every hook takes just the input: the front doors' fast path serves it."""
+        return self.surface is None or self.surface.plain
+
+    def hook(self, name: str) -> Any:
+        """A loaded model's bound method (the websocket front door calls ``websocket`` itself)."""
+        return self._hooks.hook(name) if self._hooks is not None else None
+
     async def stop(self) -> None:
+        if self._environment is not None:
+            self._environment.stop()
         if self._predictor is not None:
             self._predictor.stop()
         self._pool.shutdown()
@@ -158,14 +212,44 @@ class Runtime:
             output = predictor.inline(value, gone)
             value = await predictor.run(value, deadline, gone) if output is QUEUE else output
             if self._postprocess is not None:
-                if type(value) is ChunkStream:
-                    await value.aclose()
-                    raise ModelError("predict", "predict returned a generator, so its output streams, and a "
-                                                "streaming predict cannot have a postprocess")
+                if type(value) is ChunkStream or is_response(value):
+                    await _refuse_postprocess(value)
                 value = await self._postprocess(value)
             return value
         finally:
             stats.in_flight -= 1
+
+    async def _run_invocation(self, inv: calls.Invocation, pipeline: bool, deadline: float | None,
+                              gone: Callable[[], bool] | None) -> Any:
+        predictor = self._predictor
+        assert predictor is not None
+        stats = self.stats
+        stats.in_flight += 1
+        try:
+            if pipeline and self._parse is not None:
+                inv.value = self._parse(inv.value)
+            if pipeline and self._preprocess is not None:
+                predictor.admit()
+                inv.value = await self._preprocess(inv)
+            value = await predictor.run(inv, deadline, gone)
+            if pipeline and self._postprocess is not None:
+                if type(value) is ChunkStream or is_response(value):
+                    await _refuse_postprocess(value)
+                inv.value = value
+                value = await self._postprocess(inv)
+            return value
+        finally:
+            stats.in_flight -= 1
+
+    async def _run_default(self, value: Any, deadline: float | None, gone: Callable[[], bool] | None) -> Any:
+        """``predict(x)`` of an extended bundle (in process): its request is a POST of ``x`` as JSON."""
+        if self.state is not State.READY:
+            raise NotReadyError(self._not_ready_reason())
+        target = self._targets.get("predict")
+        if target is None:
+            raise MethodNotFoundError("the model defines no predict method (it serves a websocket only).")
+        request = calls.default_request(value) if self._wants_request else None
+        return await self._run_invocation(calls.Invocation(value, request, target), True, deadline, gone)
 
     # -- decided once, at start ---------------------------------------------------------------
 
@@ -185,6 +269,12 @@ class Runtime:
             raise ModelLoadError(f"{self.config.path}: runtime.batching: expected a predict that returns "
                                  "a list (batching cannot be combined with a streaming predict), found a "
                                  "generator predict.")
+        if batching is not None and not spec.surface.plain:
+            raise ModelLoadError(f"{self.config.path}: runtime.batching: expected a predict(self, model_input) "
+                                 "without request, typed input or OpenAI-style methods, found a model that uses "
+                                 "them; drop runtime.batching or those.")
+        if spec.surface.wants_request:
+            _import_starlette(self.config)
         return loader.construct(spec, self.bundle_dir, self.config, self.secrets, data_dir=fetcher.data_dir,
                                 extra={"lazy_data_resolver": resolver})
 
@@ -202,11 +292,28 @@ class Runtime:
             cause = exc.__cause__
             raise ModelLoadError(str(cause) if isinstance(cause, KingpostError) else str(exc)) from exc
 
+    def _hook_error(self, hooks: loader.ModelHooks, name: str, exc: Exception) -> ModelLoadError:
+        where = loader.rel(self.bundle_dir, hooks.spec.file)
+        return ModelLoadError(f"{where}: {hooks.spec.cls.__name__}.{name}() raised {describe(exc, end=True)}")
+
+    def _pool_call(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        """``await self._pool_call(fn, *args)``: fn on a worker thread of the hook pool."""
+        loop = self._loop
+        assert loop is not None
+        future = loop.create_future()
+        self._pool.submit(settle, loop, future, fn, *args)
+        return future
+
     def _load_error(self, hooks: loader.ModelHooks, exc: BaseException) -> ModelLoadError:
         where = loader.rel(self.bundle_dir, hooks.spec.file)
         return ModelLoadError(f"{where}: {hooks.spec.cls.__name__}.load() raised {describe(exc, end=True)}")
 
     def _wire(self, hooks: loader.ModelHooks) -> None:
+        self._hooks = hooks
+        self.surface = hooks.spec.surface
+        if not self.surface.plain:
+            self._wire_extended(hooks)
+            return
         self._preprocess = self._stage(self._hook(hooks, "preprocess"))
         self._postprocess = self._stage(self._hook(hooks, "postprocess"))
         self._healthy = self._stage(self._hook(hooks, "is_healthy", timed=False))
@@ -216,10 +323,43 @@ class Runtime:
         rt = self.config.runtime
         cls = TaskPredictor if predict.kind in (HookKind.ASYNC, HookKind.ASYNC_GENERATOR) else ThreadPredictor
         self._predictor = cls(predict, slots=rt.predict_concurrency, batching=rt.batching, max_queue=rt.max_queue,
-                              loop=self._loop)
+                              loop=self._loop, stream_buffer=rt.limits.stream_buffer_chunks)
 
-    def _hook(self, hooks: loader.ModelHooks, name: str, **options: Any) -> Hook | None:
-        fn = hooks.hook(name)
+    def _wire_extended(self, hooks: loader.ModelHooks) -> None:
+        """Bind every method to an Invocation (decided here, once); one predictor serves them all."""
+        spec, surface, loop = hooks.spec, hooks.spec.surface, self._loop
+        assert loop is not None
+        self._wants_request = surface.wants_request
+        self._run = self._run_default  # type: ignore[method-assign]  # Bundle.predict comes here
+        self._parse = calls.validator(surface.input_type) if surface.input_type is not None else None
+        bound = {name: calls.bind(getattr(hooks.instance, name), args) for name, args in surface.args.items()}
+        self._preprocess = self._stage(self._hook(hooks, "preprocess", fn=bound.get("preprocess")))
+        self._postprocess = self._stage(self._hook(hooks, "postprocess", fn=bound.get("postprocess")))
+        self._healthy = self._stage(self._hook(hooks, "is_healthy", timed=False))
+        self.streams = spec.streams
+        methods = [m for m in ("predict", *surface.openai_methods) if m in bound]
+        if not methods:
+            return  # a websocket model: nothing goes through predict's slots
+        threads = spec.kinds.get("predict", HookKind.SYNC) in (HookKind.SYNC, HookKind.SYNC_GENERATOR)
+        for m in methods:
+            self._targets[m] = (calls.for_threads(bound[m], spec.kinds[m], loop) if threads
+                                else calls.for_loop(bound[m], spec.kinds[m], self._pool_call))
+        rt = self.config.runtime
+        dispatch = Hook(calls.dispatcher(threads), "predict", HookKind.SYNC if threads else HookKind.ASYNC,
+                        self.stats)
+        if threads:
+            predictor = ThreadPredictor(dispatch, slots=rt.predict_concurrency, batching=None, max_queue=rt.max_queue,
+                                        loop=loop)
+            predictor.never_inline()  # an async method's target waits on the loop: never call it there
+            self._predictor = predictor
+        else:
+            self._predictor = TaskPredictor(dispatch, slots=rt.predict_concurrency, batching=None,
+                                            max_queue=rt.max_queue, loop=loop)
+
+    def _hook(self, hooks: loader.ModelHooks, name: str, fn: Callable[[Any], Any] | None = None,
+              **options: Any) -> Hook | None:
+        if fn is None:
+            fn = hooks.hook(name)
         if fn is None:
             return None
         if name in ("load", "is_healthy"):
@@ -231,13 +371,54 @@ class Runtime:
         """How a pre/post hook runs, decided once: async on the loop, sync on the elastic pool."""
         if hook is None:
             return None
+        if hook.kind.streams:  # a generator pre/postprocess, as Truss runs it
+            return self._generator_stage(hook)
         if hook.kind is HookKind.ASYNC:
             return hook.acall
         assert self._loop is not None
         return in_pool(self._pool, self._loop, hook.call)
+
+    def _generator_stage(self, hook: Hook) -> Stage:
+        """A generator preprocess hands predict the generator itself; a generator postprocess's
+        output streams, read outside predict's slots (sync ones on worker threads)."""
+        loop = self._loop
+        assert loop is not None
+        pool = self._pool_call
+        name, fn, kind = hook.name, hook.fn, hook.kind
+
+        async def call(value: Any) -> Any:
+            try:
+                generator = fn(value)
+            except Exception as exc:
+                raise user_error(name, exc) from exc
+            if name == "preprocess":
+                return generator
+            chunks = generator if kind is HookKind.ASYNC_GENERATOR else calls.async_chunks(generator, pool)
+            return generator_stream(chunks, name, loop)
+        return call
 
     def _not_ready_reason(self) -> str:
         if self.state is State.FAILED:
             return f"the model failed to load: {self.failure}"
         return f"the model is {self.state.value}; retry shortly."
 
+
+
+async def _refuse_postprocess(value: Any) -> None:
+    """Truss's two outputs of predict that a postprocess cannot take (a load-time check cannot see them)."""
+    if type(value) is ChunkStream:
+        await value.aclose()
+        raise ModelError("predict", "predict returned a generator, so its output streams, and a "
+                                    "streaming predict cannot have a postprocess")
+    if is_response(value):
+        raise ModelError("predict", "predict returned a response object, so it cannot have a postprocess "
+                                    "(as in Truss); move that work into predict or drop postprocess")
+
+
+def _import_starlette(config: Config) -> None:
+    """A hook takes a request: the request class (Starlette's) must be importable, said at load."""
+    try:
+        import starlette.requests  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise ModelLoadError(f"{config.path.parent}: a hook takes a request, which needs starlette (or fastapi) "
+                             "installed; add it to the bundle's requirements or install it.") from exc

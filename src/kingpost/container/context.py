@@ -34,7 +34,9 @@ from kingpost.container import dockerfile
 from kingpost.custom_server import docker_server
 from kingpost.errors import PackagingError
 from kingpost.isolated.wheel import FIXED_MTIME, write_kingpost_wheel
+from kingpost.loader import require_model_file
 from kingpost.requirements import requirement_lines
+from kingpost.unsupported import refuse_unsupported
 from kingpost.weights.sources import sources
 
 logger = logging.getLogger(__name__)
@@ -64,6 +66,8 @@ def write_context(bundle_dir: Path, context_dir: Path, *, weights: str = "start"
     """
     bundle_dir = Path(bundle_dir).resolve()
     config = load_config(bundle_dir)
+    refuse_unsupported(config)  # what `kingpost check` refuses without running the model, refused here too
+    require_model_file(bundle_dir, config)
     context_dir = Path(context_dir).resolve()
     _check_out(bundle_dir, context_dir)
     context_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -245,7 +249,7 @@ Written by `kingpost context`; regenerate it rather than editing it.
 
     docker build -t IMAGE .            # or: podman build --format docker -t IMAGE .
     docker run --rm -p {defaults.PORT}:{defaults.PORT} IMAGE
-    curl -s localhost:{defaults.PORT}/v1/models/model:predict -d '{{"inputs": 1}}'
+    curl -s localhost:{defaults.PORT}/v1/models/model:predict -H 'Content-Type: application/json' -d '{{"inputs": 1}}'
 
 The image serves on port {defaults.PORT} as the non-root user `{dockerfile.USER}` (uid {dockerfile.UID}).
 Readiness: `GET /v1/models/model`; the HEALTHCHECK polls it.

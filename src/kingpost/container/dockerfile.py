@@ -63,6 +63,8 @@ def python_version(config: Config, *, warn: bool = True) -> str:
 
 
 def base_image(config: Config, version: str | None = None) -> str:
+    """The image to build on; ``version`` is python_version(config) when the caller has it already
+    (so its warning is said once)."""
     if config.base_image:
         return config.base_image
     if config.resources.use_gpu:

@@ -31,9 +31,12 @@ class KingpostReplica:
     """
 
     async def __init__(  # type: ignore[misc]  # Serve awaits an async constructor
-        self, bundle_dir: str, bundle_zip: bytes | None = None, secrets_dir: str | None = None
+        self, bundle_dir: str, bundle_zip: bytes | None = None, secrets_dir: str | None = None,
+        settings: Any = None,
     ) -> None:
         self._unpacked: str | None = None
+        self._settings = settings
+        self._secrets_dir = secrets_dir
         here = Path(bundle_dir)
         if bundle_zip is not None:
             self._unpacked = tempfile.mkdtemp(prefix="kingpost-ray-")
@@ -44,10 +47,12 @@ class KingpostReplica:
         await self._runtime.start()
 
     def __serve_build_asgi_app__(self) -> Any:
-        from kingpost.server.app import App
+        from kingpost.server.stack import build
 
-        # The model is loaded already; App's lifespan shutdown stops the runtime.
-        return _adapt(App(self._runtime, access_log=False))
+        # The model is loaded already; App's lifespan shutdown stops the runtime. API keys, CORS,
+        # JSON logs and tracing apply as on `kingpost serve` (keys also from $KINGPOST_API_KEY and
+        # the secrets dir on the replica's node).
+        return _adapt(build(self._runtime, self._settings, secrets_dir=self._secrets_dir, access_log=False)[1])
 
     async def check_health(self) -> None:
         """Serve's periodic health check: Serve replaces a replica that fails it."""

@@ -64,6 +64,7 @@ def application(
     max_ongoing_requests: int | None = None,
     ship: bool = True,
     secrets_dir: str | Path | None = None,
+    settings: Any = None,
 ) -> Application:
     """The bundle as a bound Serve deployment, ready for ``serve.run`` or to compose with others.
 
@@ -79,12 +80,15 @@ def application(
             any node unpack their own copy. ``False``: replicas read ``bundle_dir`` itself (one
             machine, a shared filesystem, or a bundle too large to ship).
         secrets_dir: the secrets directory on the replicas' nodes (default ``/secrets``).
+        settings: a :class:`kingpost.server.stack.Settings` (API keys, CORS, log format) for the
+            replicas' HTTP app; keys are also read from ``$KINGPOST_API_KEY`` and the secrets dir there.
 
     A composing deployment calls a replica with ``await handle.predict.remote(x)``, or
     ``handle.options(stream=True).stream.remote(x)`` for a streaming model.
     """
     return _bind(bundle_dir, name=name, num_replicas=num_replicas, autoscaling=autoscaling,
-                 max_ongoing_requests=max_ongoing_requests, ship=ship, secrets_dir=secrets_dir)[0]
+                 max_ongoing_requests=max_ongoing_requests, ship=ship, secrets_dir=secrets_dir,
+                 settings=settings)[0]
 
 
 def default_name(config: Config) -> str:
@@ -237,6 +241,7 @@ def _bind(
     max_ongoing_requests: int | None,
     ship: bool,
     secrets_dir: str | Path | None,
+    settings: Any = None,
 ) -> tuple[Application, dict[str, Any], str]:
     """The bound deployment, the Serve options it was given, and its name."""
     serve = _import_ray()[1]
@@ -253,7 +258,8 @@ def _bind(
     except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         raise ConfigError(config.path, "runtime.ray", "deployment options that Ray Serve accepts",
                           f"<{describe(exc)}>") from exc
-    return deployment.bind(str(bundle_dir), payload, None if secrets_dir is None else str(secrets_dir)), options, name
+    return (deployment.bind(str(bundle_dir), payload, None if secrets_dir is None else str(secrets_dir), settings),
+            options, name)
 
 
 def _zip_bundle(bundle_dir: Path) -> bytes:

@@ -15,10 +15,10 @@ from kingpost.stats import RuntimeStats
 def batch_outputs(inputs: int, outputs: Any) -> Sequence[Any]:
     if not isinstance(outputs, (Sequence, *_array_like())) or isinstance(outputs, str | bytes):
         raise ModelError("predict", f"batched predict must return a list of {inputs} outputs, "
-                                    f"returned a {type(outputs).__name__}")
-    if len(outputs) != inputs:  # type: ignore[arg-type]
+                                    f"returned a {type(outputs).__name__}", status=500)
+    if len(outputs) != inputs:  # type: ignore[arg-type]  # kingpost's own sentence: shown to the caller
         raise ModelError("predict", f"batched predict returned {len(outputs)} outputs for a batch of "  # type: ignore[arg-type]
-                                    f"{inputs} inputs; it must return one output per input, in order")
+                                    f"{inputs} inputs; it must return one output per input, in order", status=500)
     return outputs  # type: ignore[return-value]
 
 

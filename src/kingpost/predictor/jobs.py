@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from kingpost.concurrency import reject
 from kingpost.config import Batching
 from kingpost.errors import ClientGone, DeadlineExceeded, QueueFullError
 from kingpost.hooks import Hook
@@ -20,7 +21,7 @@ QUEUE: Any = object()
 class Job:
     """One request's trip through predict."""
 
-    __slots__ = ("cancelled", "deadline", "enqueued", "future", "gone", "input")
+    __slots__ = ("cancelled", "counted", "deadline", "dequeued", "enqueued", "future", "gone", "input", "runner")
 
     def __init__(self, value: Any, future: asyncio.Future[Any], deadline: float | None,
                  gone: Callable[[], bool] | None = None) -> None:
@@ -30,14 +31,25 @@ class Job:
         self.gone = gone  # the front door's "has the client gone away?", asked before predict runs
         self.cancelled = False
         self.enqueued = 0.0
+        self.dequeued = False  # set by the worker before it reads `cancelled`
+        self.counted = False  # abandoned while queued: counted out of `waiting` until a worker drops it
+        self.runner: asyncio.Task[Any] | None = None  # the worker task running an async predict for it
+
+    def abandon(self) -> None:
+        """The caller is gone: drop the job if queued, cancel its async predict if running."""
+        self.cancelled = True
+        if self.runner is not None:
+            self.runner.cancel()
 
 
 class Predictor:
     """What both kinds share: admission (max_queue), liveness checks and the job queue."""
 
     def __init__(self, hook: Hook, *, slots: int, batching: Batching | None, max_queue: int | None,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, stream_buffer: int = 0) -> None:
         self._hook = hook
+        self._room = stream_buffer  # chunks a stream may hold unread before its generator waits (0: any)
+        self._abandoned = 0  # queued jobs whose caller left; written on the loop only
         self._streams = hook.kind.streams
         self._slots = slots
         self._batching = batching
@@ -58,13 +70,24 @@ class Predictor:
         try:
             return await job.future
         except asyncio.CancelledError:
-            job.cancelled = True  # a queued job is dropped; a running predict finishes unheard
+            job.abandon()  # a queued job is dropped; an async predict is cancelled, a sync one finishes unheard
+            if not job.dequeued:  # still queued: it stops counting now and lets go of its input
+                job.counted = True
+                job.input = None
+                self._abandoned += 1
             raise
 
     @property
     def waiting(self) -> int:
-        """Jobs waiting for a slot."""
-        return self._queue.qsize()
+        """Jobs waiting for a slot (those whose caller left are not counted)."""
+        return max(0, self._queue.qsize() - self._abandoned)
+
+    def _dropped(self, job: Job) -> None:
+        """On the loop: a worker took an abandoned job out of the queue."""
+        if job.counted:
+            job.counted = False
+            self._abandoned -= 1
+        reject(job.future, ClientGone())
 
     def stop(self) -> None:
         raise NotImplementedError
@@ -83,9 +106,10 @@ class Predictor:
                                  f"(runtime.max_queue is {self._max_queue}); retry shortly.")
 
     def _live(self, job: Job, now: float) -> bool:
+        job.dequeued = True  # before `cancelled` is read: see run()
         if job.cancelled or (job.gone is not None and job.gone()):
             job.cancelled = True
-            self._fail(job, ClientGone())
+            self._drop(job)
             return False
         if job.deadline is not None and now > job.deadline:
             self._stats.timed_out += 1
@@ -94,6 +118,10 @@ class Predictor:
         return True
 
     def _fail(self, job: Job, exc: BaseException) -> None:
+        raise NotImplementedError
+
+    def _drop(self, job: Job) -> None:
+        """A worker found ``job`` abandoned: settle it (and its count) on the loop."""
         raise NotImplementedError
 
     def _deliver(self, job: Job, value: Any) -> None:

@@ -8,7 +8,7 @@ from types import AsyncGeneratorType
 from typing import Any
 
 from kingpost.concurrency import reject, resolve
-from kingpost.errors import KingpostError
+from kingpost.errors import ClientGone, KingpostError
 from kingpost.predictor.batching import batch_inputs, hand_out, window
 from kingpost.predictor.jobs import Job, Predictor
 from kingpost.predictor.streams import END, ChunkStream, Failure
@@ -31,6 +31,9 @@ class TaskPredictor(Predictor):
 
     def _fail(self, job: Job, exc: BaseException) -> None:
         reject(job.future, exc)
+
+    def _drop(self, job: Job) -> None:
+        self._dropped(job)
 
     async def _work(self) -> None:
         while True:
@@ -66,6 +69,20 @@ class TaskPredictor(Predictor):
         hand_out(jobs, outputs, error, self._deliver, self._fail)
 
     async def _call_one(self, job: Job) -> None:
+        job.runner = asyncio.current_task()  # job.abandon() cancels this predict, not the worker
+        try:
+            await self._call_one_job(job)
+        except asyncio.CancelledError:
+            if not job.cancelled:
+                raise  # the worker itself is stopping
+            uncancel = getattr(asyncio.current_task(), "uncancel", None)  # Python >= 3.11
+            if uncancel is not None:
+                uncancel()  # only this job's predict was cancelled (its client left), not the worker
+            self._fail(job, ClientGone())
+        finally:
+            job.runner = None
+
+    async def _call_one_job(self, job: Job) -> None:
         hook = self._hook
         if self._streams:  # a generator predict: counted and timed until its stream ends
             start = hook.started()
@@ -87,13 +104,13 @@ class TaskPredictor(Predictor):
                 self._deliver(job, output)
 
     async def _pump(self, job: Job, generator: Any) -> None:
-        stream = ChunkStream(job)
+        stream = ChunkStream(job, self._room)
         resolve(job.future, stream)
         try:
             async for chunk in generator:
                 if job.cancelled:
                     break
-                stream.put(chunk)
+                await stream.put_async(chunk)
         except Exception as exc:  # noqa: BLE001
             stream.put(Failure(self._hook.error(exc)))
         else:

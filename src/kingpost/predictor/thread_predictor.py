@@ -11,6 +11,7 @@ from types import GeneratorType
 from typing import Any
 
 from kingpost.concurrency import reject, resolve
+from kingpost.disconnect import current
 from kingpost.errors import ClientGone, KingpostError
 from kingpost.predictor.batching import batch_inputs, hand_out, window
 from kingpost.predictor.jobs import QUEUE, Job, Predictor
@@ -55,6 +56,10 @@ class ThreadPredictor(Predictor):
         for _ in self._threads:
             self._queue.put(_STOP)
 
+    def never_inline(self) -> None:
+        """Always hand predict to its threads (a target that waits on the loop would deadlock there)."""
+        self._inline_after = INLINE_AFTER_MAX + 1
+
     def submit(self, job: Job) -> None:
         super().submit(job)
         self._outstanding += 1
@@ -78,7 +83,7 @@ class ThreadPredictor(Predictor):
         if type(output) is not GeneratorType:
             return output
         job = _PumpJob(output, self._loop.create_future(), None, gone)  # a thread drives the stream,
-        job.stream = ChunkStream(job)  # holding a slot until it ends
+        job.stream = ChunkStream(job, self._room)  # holding a slot until it ends
         self.submit(job)
         return job.stream
 
@@ -87,6 +92,13 @@ class ThreadPredictor(Predictor):
 
     def _fail(self, job: Job, exc: BaseException) -> None:
         self._loop.call_soon_threadsafe(self._settle_error, job.future, exc)
+
+    def _drop(self, job: Job) -> None:
+        self._loop.call_soon_threadsafe(self._settle_dropped, job)
+
+    def _settle_dropped(self, job: Job) -> None:
+        self._outstanding -= 1
+        self._dropped(job)
 
     def _settle(self, future: asyncio.Future[Any], value: Any) -> None:
         self._outstanding -= 1
@@ -141,15 +153,19 @@ class ThreadPredictor(Predictor):
         if self._streams:
             self._call_generator(job)
             return
+        current.job = job  # for kingpost.client_disconnected()
         try:
             output = self._hook.call(job.input)
         except KingpostError as err:
             self._fail(job, err)
             return
         finally:  # timed before the hand-back: waking the loop makes this thread wait for the GIL
+            current.job = None
             self._fast = self._fast + 1 if self._hook.elapsed < INLINE_MAX_S else 0
         if type(output) is GeneratorType:  # Truss streams a returned generator too
             self._pump(job, output)
+        elif job.cancelled or (job.gone is not None and job.gone()):
+            self._fail(job, ClientGone())  # no one to answer (a predict that checked client_disconnected)
         else:
             self._deliver(job, output)
 
@@ -168,16 +184,19 @@ class ThreadPredictor(Predictor):
         """Drive a sync generator on this predict thread (holding the slot) into a ChunkStream."""
         loop = self._loop
         if stream is None:
-            stream = ChunkStream(job)
+            stream = ChunkStream(job, self._room)
             loop.call_soon_threadsafe(resolve, job.future, stream)
         last: Any = END
+        current.job = job
         try:
             try:
                 for chunk in generator:
+                    stream.wait_room()
                     if job.cancelled:
                         break
                     loop.call_soon_threadsafe(stream.put, chunk)
             finally:
+                current.job = None
                 generator.close()
         except BaseException as exc:  # noqa: BLE001
             last = Failure(self._hook.error(exc))

@@ -38,11 +38,18 @@ class AccessLog:
         if now != self._second:  # up to 100 flushes a second: format the time once a second
             self._second, self._stamp = now, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
         stamp = self._stamp
-        lines = [f'{stamp} {_client(scope)} "{scope["method"]} {scope["path"]}" {status} {seconds * 1000:.1f}ms\n'
-                 for scope, status, seconds in pending]
+        lines = [f'{stamp} {_client(scope)} "{scope["method"]} {_safe(scope["path"])}" {status} '
+                 f'{seconds * 1000:.1f}ms\n' for scope, status, seconds in pending]
         stream = self._stream or sys.stderr
         stream.write("".join(lines))
         stream.flush()
+
+
+def _safe(text: str) -> str:
+    """``text`` with control characters and quotes escaped: a path cannot forge a line or a field."""
+    if text.isprintable() and '"' not in text:
+        return text
+    return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
 
 
 def _client(scope: dict[str, Any]) -> str:

@@ -92,6 +92,10 @@ class Playground:
         self.swagger = _swagger_dir()
         self.docs = (_DOCS if self.swagger is not None else _DOCS_PLAIN).format(title=title).encode()
 
+    def adopt(self, spec: dict[str, Any]) -> None:
+        """The description once the model has loaded (a typed input's schema is known only then)."""
+        self.schema = input_schema(spec) or self.schema
+
     def routes(self) -> list[Route]:
         return [
             Route("/playground", self._page, ("GET",), "playground"),

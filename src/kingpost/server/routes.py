@@ -31,7 +31,8 @@ _PARAM = re.compile(r"\{(\w+)(:path)?\}")
 class Route:
     """``path`` answered by ``endpoint`` for ``methods``; ``name`` labels it in metrics and logs.
 
-    ``websocket=True`` makes it a websocket route (``methods`` is then ignored).
+    ``websocket=True`` makes it a websocket route (``methods`` is then ignored). With API keys
+    configured, every route asks for one unless it is ``public=True`` (liveness and readiness).
     """
 
     path: str
@@ -39,6 +40,7 @@ class Route:
     methods: tuple[str, ...] = ("GET",)
     name: str = ""
     websocket: bool = False
+    public: bool = False
     pattern: re.Pattern[str] | None = field(init=False, default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -107,4 +109,5 @@ class Router:
 
 def describe(routes: Iterable[Route]) -> list[dict[str, Any]]:
     """The table as data (for ``/openapi.json`` and for tests)."""
-    return [{"path": r.path, "methods": list(r.methods), "name": r.name, "websocket": r.websocket} for r in routes]
+    return [{"path": r.path, "methods": list(r.methods), "name": r.name, "websocket": r.websocket,
+             "public": r.public} for r in routes]
