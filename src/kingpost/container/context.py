@@ -67,7 +67,8 @@ def write_context(bundle_dir: Path, context_dir: Path, *, weights: str = "start"
     bundle_dir = Path(bundle_dir).resolve()
     config = load_config(bundle_dir)
     refuse_unsupported(config)  # what `kingpost check` refuses without running the model, refused here too
-    require_model_file(bundle_dir, config)
+    if docker_server(config) is None:  # a bundle with its own server has no model.py
+        require_model_file(bundle_dir, config)
     context_dir = Path(context_dir).resolve()
     _check_out(bundle_dir, context_dir)
     context_dir.parent.mkdir(parents=True, exist_ok=True)

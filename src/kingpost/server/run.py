@@ -33,6 +33,7 @@ from kingpost.limits import LOOPBACK_HOSTS, Limits
 from kingpost.loader import require_model_file
 from kingpost.runtime import Runtime
 from kingpost.server.auth import load_keys
+from kingpost.server.cors import policy_from_config
 from kingpost.server.guard import protocol_class, raise_descriptor_limit
 from kingpost.server.models import Found, Models, find_bundles
 from kingpost.server.stack import Settings, build, check
@@ -77,7 +78,8 @@ def serve(bundle_dir: str | Path | Sequence[str | Path], *, host: str = defaults
     configs = {name: load_config(path) for name, path in found.bundles.items()}
     for name, path in found.bundles.items():
         refuse_unsupported(configs[name])
-        require_model_file(path, configs[name])
+        if docker_server(configs[name]) is None:  # a bundle with its own server has no model.py
+            require_model_file(path, configs[name])
     first_name, first = next(iter(found.bundles.items()))
     config = configs[first_name]
     count = workers or (config.runtime.workers if found.single else 1)
@@ -112,7 +114,7 @@ def serve(bundle_dir: str | Path | Sequence[str | Path], *, host: str = defaults
         open_store(jobs.location).close()  # an unreachable database fails here; the tables exist before workers
     settings = settings or Settings()
     if custom and (load_keys(settings.api_keys, settings.api_key_file, secrets_dir) is not None
-                   or settings.cors or config.runtime.cors):
+                   or policy_from_config(config.path, config.runtime.cors).merged(**settings.cors).enabled):
         raise KingpostError(f"{config.path}: docker_server: API keys and CORS are not applied in front of a "
                             "custom server yet; serve it without --api-key/KINGPOST_API_KEY and CORS settings, "
                             "behind a proxy that checks them.")
