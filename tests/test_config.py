@@ -66,7 +66,7 @@ BAD_CONFIGS = {
     ),
     "unknown python_version": (
         "python_version: py27\n",
-        "python_version: expected one of py39, py310, py311, py312, py313, py314, found 'py27'.",
+        "python_version: expected one of py38, py39, py310, py311, py312, py313, py314, found 'py27'.",
     ),
     "environment variable not a scalar": (
         "environment_variables:\n  MODE: [fast]\n",

@@ -71,7 +71,8 @@ def test_dockerfile_layers(tmp_path: Path) -> None:
     # requirements are installed from requirements.txt alone, before any code is copied
     assert index("COPY", "requirements.txt") < index("RUN", "python -m pip install --requirement") \
         < index("COPY", "wheels/") < index("COPY", "--chown=10001:10001 bundle/")
-    assert kinds[-5:] == ["COPY", "USER", "EXPOSE", "HEALTHCHECK", "CMD"]
+    assert kinds[-6:] == ["COPY", "RUN", "USER", "EXPOSE", "HEALTHCHECK", "CMD"]  # build_commands after the bundle
+    assert values[-6].startswith("--chown=10001:10001 bundle/") and values[-5] == "echo built > /app/build-stamp"
     assert values[kinds.index("USER")] == "10001:10001"
     assert values[kinds.index("EXPOSE")] == "8080"
     assert "/v1/models/model" in values[kinds.index("HEALTHCHECK")]

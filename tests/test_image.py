@@ -277,3 +277,47 @@ def test_real_image_builds_and_answers(request: pytest.FixtureRequest, copy_bund
     timings["rebuild"] = time.monotonic() - start
     assert "Successfully installed" not in output and "Using cache" in output, output
     sys.stderr.write("image stage timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + "\n")
+
+
+@pytest.mark.image
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_real_image_bakes_weights_and_runs_build_commands(request: pytest.FixtureRequest,
+                                                          copy_bundle: Callable[..., Path], tmp_path: Path) -> None:
+    """external_data baked at build (--weights bake) from a server that is gone when the container
+    runs; Truss's /app/data path and data_dir both see it; build_commands edited /packages."""
+    if "image" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("the image stage runs only when selected: pytest -m image (scripts/image-e2e.sh)")
+    reason = _image_stage_skip()
+    if reason:
+        pytest.skip(reason)
+    from fileserver import FileServer, chunks
+
+    base = base_image()
+    data = chunks(300_000, seed=9)
+    tag = "localhost/kingpost-e2e:image-weights"
+    with FileServer({"/w.bin": data}) as files:  # buildah's chroot RUN shares the host's loopback
+        bundle = copy_bundle("image_weights", external_data=[{"url": files.url + "/w.bin",
+                                                              "local_data_path": "weights/w.bin"}])
+        buildah_bud(write_context(bundle, tmp_path / "ctx", weights="bake"), tag, base)
+    port = 8080
+    if not port_free(port):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    command = ["kingpost", "serve", "/app/bundle", "--host", "0.0.0.0", "--port", str(port)]
+    with container(tag, "--env", "KINGPOST_OFFLINE=1", command=command) as name:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(url + "/v1/models/model", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, run("podman", "logs", name)
+            time.sleep(0.2)
+        answer = httpx.post(url + "/v1/models/model:predict", json={"path": "weights/w.bin"}, timeout=10).json()
+        digest = hashlib.sha256(data).hexdigest()
+        assert answer == {"key": "TEST_SECOND_VALUE", "sha256": digest, "at_app_data": digest}
+        run("podman", "stop", "--time", "30", name)

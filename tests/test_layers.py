@@ -19,8 +19,10 @@ LAYERS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
     ("core shapes", (("kingpost._version", "kingpost.types", "kingpost.errors", "kingpost.defaults",
                       "kingpost.stats", "kingpost._yaml", "kingpost.codecs", "kingpost.concurrency"),)),
     ("bundle on disk", (("kingpost.config", "kingpost.limits", "kingpost.secrets", "kingpost.requirements",
+                         "kingpost.custom_server",
                          "kingpost.codecs_v2",  # V2 tensors, checked against a bundle's signature
                          "kingpost.unsupported", "kingpost.truss_config", "kingpost.environment"),)),
+    ("weights (fetched into the cache)", (("kingpost.weights",),)),
     ("loader", (("kingpost.loader", "kingpost.surface"),)),
     ("runtime", (("kingpost.hooks", "kingpost.predictor", "kingpost.runtime", "kingpost.reloading",
                   "kingpost.calls", "kingpost.disconnect"),)),

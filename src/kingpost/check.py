@@ -8,10 +8,12 @@ from pathlib import Path
 
 from kingpost import loader
 from kingpost.config import Config, load_config, read_examples
+from kingpost.custom_server import DockerServer, docker_server
 from kingpost.errors import KingpostError
 from kingpost.requirements import requirement_import_name, requirement_lines, requirement_name
 from kingpost.surface import Args
 from kingpost.unsupported import refuse_unsupported
+from kingpost.weights.sources import Source, sources
 
 
 @dataclass
@@ -32,6 +34,8 @@ class Report:
     examples: list[str] = field(default_factory=list)
     data_files: list[tuple[str, int]] = field(default_factory=list)
     error: KingpostError | None = None  # why model.py could not be inspected
+    sources: list[Source] = field(default_factory=list)  # model_cache, weights, external_data
+    server: DockerServer | None = None  # docker_server
 
     @property
     def missing(self) -> list[Requirement]:
@@ -55,6 +59,10 @@ def check(bundle_dir: str | Path) -> Report:
         report.data_files = sorted(
             (str(f.relative_to(data)), f.stat().st_size) for f in data.rglob("*") if f.is_file()
         )
+    report.sources = sources(config)  # a bad model_cache / weights / external_data entry raises here
+    report.server = docker_server(config)
+    if report.server is not None:
+        return report  # its own server: no model.py to inspect
     try:
         spec = loader.import_model_class(bundle_dir, config)
     except KingpostError as exc:

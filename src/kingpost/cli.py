@@ -86,6 +86,8 @@ def init(directory: Path) -> None:
 
 
 def _isolated_option(fn: F) -> F:
+    fn = click.option("--python", "python", default=None, metavar="VERSION",
+                      help="With --isolated: the Python (3.11, py311) instead of the bundle's python_version.")(fn)
     return click.option("--isolated", is_flag=True,
                         help="Run in a virtual environment built from the bundle's own requirements.")(fn)
 
@@ -105,12 +107,15 @@ def _secrets_option(fn: F) -> F:
 @_secrets_option
 @_errors_to_one_line
 def predict(directory: Path, data: str | None, file: Path | None, example: str | None, isolated: bool,
-            secrets_dir: Path | None) -> None:
+            python: str | None, secrets_dir: Path | None) -> None:
     """Run one prediction in this process and print the output as JSON."""
     if sum(x is not None for x in (data, file, example)) != 1:
         _fail("give exactly one input: -d JSON, -f FILE or --example NAME.", 2)
     if isolated:
-        _run_isolated(directory)
+        _run_isolated(directory, python)
+    elif python is not None:
+        _fail("--python chooses the interpreter of --isolated; give --isolated too.", 2)
+    _install_progress()
     import kingpost
     from kingpost.bundle import Chunks
     from kingpost.codecs import decode_json, encode_json
@@ -181,6 +186,7 @@ def serve(directories: tuple[Path, ...], host: str, port: int, workers: int | No
           webhook_secret: str | None, log_format: str, api_keys: tuple[str, ...], api_key_file: Path | None,
           metrics_public: bool, cors_origins: tuple[str, ...], cors_methods: tuple[str, ...],
           cors_headers: tuple[str, ...], cors_credentials: bool | None, cors_max_age: int | None, isolated: bool,
+          python: str | None,
           secrets_dir: Path | None) -> None:
     """Serve the bundle over HTTP (Truss's paths and the V2 protocol) until SIGINT/SIGTERM.
 
@@ -190,7 +196,10 @@ def serve(directories: tuple[Path, ...], host: str, port: int, workers: int | No
     if isolated:
         if len(directories) > 1:
             _fail("--isolated takes one bundle (one environment per server); serve several without it.", 2)
-        _run_isolated(directories[0])
+        _run_isolated(directories[0], python)
+    elif python is not None:
+        _fail("--python chooses the interpreter of --isolated; give --isolated too.", 2)
+    _install_progress()
     from kingpost.server.run import serve as run
     from kingpost.server.stack import Settings
 
@@ -257,7 +266,15 @@ def check(directory: Path) -> None:
         echo(f"description   {cfg.description}")
     for key, value in cfg.model_metadata.items():
         echo(f"metadata      {key}: {value}")
-    echo(f"model file    {report.model_file.relative_to(report.bundle_dir)}  (class {cfg.model_class_name})")
+    if report.server is not None:
+        srv = report.server
+        echo(f"server        {srv.start_command}  (port {srv.server_port}; predict: {srv.predict_endpoint}, "
+             f"readiness: {srv.readiness_endpoint}, liveness: {srv.liveness_endpoint})")
+    else:
+        echo(f"model file    {report.model_file.relative_to(report.bundle_dir)}  (class {cfg.model_class_name})")
+    for source in report.sources:
+        echo(f"fetches       {source.key}: {source.url}{'@' + source.revision if source.revision else ''} "
+             f"-> {source.mount}")
     if report.hooks:
         echo("hooks         " + ", ".join(f"{name}: {kind}" for name, kind in report.hooks.items()))
     rt = cfg.runtime
@@ -287,8 +304,11 @@ def check(directory: Path) -> None:
 @main.command()
 @click.argument("directories", nargs=-1, required=True, type=BUNDLE, metavar="DIRECTORY")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--weights", "weights", type=click.Choice(["start", "bake"]), default="start", show_default=True,
+              help="Fetch model_cache/weights/external_data when the container starts, or bake them into "
+                   "a layer below the code.")
 @_errors_to_one_line
-def context(directories: tuple[Path, ...], out: Path) -> None:
+def context(directories: tuple[Path, ...], out: Path, weights: str) -> None:
     """Write a deterministic container build context (Dockerfile and all) for the bundle to OUT."""
     directory = _one_bundle("context", directories)
     from kingpost._progress import Progress
@@ -296,7 +316,7 @@ def context(directories: tuple[Path, ...], out: Path) -> None:
 
     with Progress() as progress:
         progress(f"kingpost: writing the build context of {directory} to {out}")
-        write_context(directory, out)
+        write_context(directory, out, weights=weights)
     click.echo(f"Wrote build context {out}. Build it with: docker build -t IMAGE {out}")
 
 
@@ -315,6 +335,44 @@ def image(directories: tuple[Path, ...], tag: str | None, context_dir: Path | No
     with Progress() as progress:  # on a terminal, the engine's lines move one live line; else they go as they are
         built = build_image(directory, tag=tag, context_dir=context_dir, echo=progress if progress.live else None)
     click.echo(f"Built image {built}")
+
+
+@main.command()
+@click.argument("directory", type=BUNDLE)
+@click.option("--refresh", is_flag=True, help="List every source again, even one already in the cache.")
+@click.option("--verify", is_flag=True, help="Re-hash the cached files and fetch again any that no longer match.")
+@_secrets_option
+@_errors_to_one_line
+def fetch(directory: Path, refresh: bool, verify: bool, secrets_dir: Path | None) -> None:
+    """Fetch the bundle's model_cache, weights and external_data into the cache ahead of time."""
+    _fetch(directory, refresh=refresh, verify=verify, secrets_dir=secrets_dir)
+
+
+def _fetch(directory: Path, *, refresh: bool = False, verify: bool = False, secrets_dir: Path | None = None) -> None:
+    from kingpost.config import load_config
+    from kingpost.weights import cache_root, fetch_bundle
+    from kingpost.weights.progress import weights_progress
+
+    _install_progress()
+    fetched = fetch_bundle(directory, load_config(directory), secrets_dir=secrets_dir, refresh=refresh,
+                           verify=verify, progress=weights_progress())
+    if not fetched:
+        click.echo(f"{directory}: declares no model_cache, weights or external_data; nothing to fetch.")
+    for item in fetched:
+        size = sum(e.size for e in item.entries)
+        state = "cached" if item.cached else "fetched"
+        click.echo(f"{state:<8} {item.source.key}: {item.source.url} ({len(item.entries)} file(s), {_size(size)}) "
+                   f"-> {item.source.mount}")
+    if fetched:
+        click.echo(f"cache    {cache_root()}")
+
+
+def _install_progress() -> None:
+    """A download progress bar on a terminal only."""
+    if sys.stderr.isatty():
+        from kingpost.weights.progress import Bar, install
+
+        install(Bar(sys.stderr))
 
 
 @main.command()
@@ -349,17 +407,23 @@ def k8s(directory: Path, image: str | None, out: Path | None, kserve: bool, min_
 @click.argument("directory", type=BUNDLE)
 @click.option("--rebuild", is_flag=True, help="Delete and build the environment again.")
 @click.option("--clear", is_flag=True, help="Delete the environment.")
+@click.option("--python", "python", default=None, metavar="VERSION",
+              help="The Python (3.11, py311) instead of the bundle's python_version.")
+@click.option("--fetch", "fetch_weights", is_flag=True,
+              help="Also fetch the bundle's model_cache, weights and external_data (as kingpost fetch).")
 @_errors_to_one_line
-def env(directory: Path, rebuild: bool, clear: bool) -> None:
+def env(directory: Path, rebuild: bool, clear: bool, python: str | None, fetch_weights: bool) -> None:
     """Show (or rebuild, or clear) the isolated environment of a bundle."""
     from kingpost._progress import Progress
     from kingpost.isolated.env import env_command
 
     if rebuild:
         with Progress(sys.stdout) as progress:
-            env_command(directory, rebuild=rebuild, clear=clear, echo=progress)
+            env_command(directory, rebuild=rebuild, clear=clear, echo=progress, python=python)
     else:
-        env_command(directory, rebuild=rebuild, clear=clear, echo=click.echo)
+        env_command(directory, rebuild=rebuild, clear=clear, echo=click.echo, python=python)
+    if fetch_weights:
+        _fetch(directory)
 
 
 @main.command()
@@ -396,15 +460,23 @@ def _one_bundle(command: str, directories: tuple[Path, ...]) -> Path:
     return directories[0]
 
 
-def _run_isolated(directory: Path) -> None:
-    """Re-run this very command inside the bundle's environment, without --isolated."""
+def _run_isolated(directory: Path, python: str | None = None) -> None:
+    """Re-run this very command inside the bundle's environment, without --isolated (or --python)."""
     from kingpost._progress import Progress
     from kingpost.isolated.env import ensure, environment, run_isolated
 
     with Progress() as progress:  # build (or find) the environment with a live line, then hand over
-        ensure(environment(directory), echo=progress)
-    argv = [a for a in sys.argv[1:] if a != "--isolated"]
-    sys.exit(run_isolated(directory, argv, echo=lambda m: click.echo(m, err=True)))
+        ensure(environment(directory, python), echo=progress)
+    argv: list[str] = []
+    skip = False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--python":
+            skip = True
+        elif arg != "--isolated" and not arg.startswith("--python="):
+            argv.append(arg)
+    sys.exit(run_isolated(directory, argv, echo=lambda m: click.echo(m, err=True), python=python))
 
 
 def _size(n: int) -> str:

@@ -22,7 +22,8 @@ from kingpost.limits import Limits, parse_limits
 logger = logging.getLogger(__name__)
 
 CONFIG_FILENAME = "config.yaml"
-PYTHON_VERSIONS = tuple(f"py3{minor}" for minor in range(9, 15))
+MIN_PYTHON = (3, 10)  # kingpost's own Requires-Python: an older python_version runs on this
+PYTHON_VERSIONS = tuple(f"py3{minor}" for minor in range(8, 15))  # Truss accepts py38 too
 _SECRET_NAME = re.compile(r"^[-._a-zA-Z0-9]+$")
 _MEMORY = re.compile(r"^\d+(\.\d+)?([KMGTPE]i?|[kmgtpe])?$")
 # The Open Inference Protocol's tensor datatypes (kingpost.codecs_v2 maps them to numpy).
@@ -34,7 +35,7 @@ _ACCELERATOR = re.compile(r"^[A-Za-z0-9_-]+(:\d+)?$")
 _TRUSS_BOOKKEEPING = frozenset(
     {"spec_version", "model_framework", "model_type", "live_reload", "apply_library_patches",
      "input_type", "use_local_src", "hf_cache", "model_cache", "cache_internal", "build",
-     "model_repo", "external_data", "training_checkpoints", "docker_server", "trt_llm"}
+     "model_repo", "external_data", "training_checkpoints", "docker_server", "trt_llm", "weights"}
 )
 _TRUSS_RUNTIME_KEYS = frozenset(
     {"enable_tracing_data", "enable_debug_logs", "transport", "health_checks",

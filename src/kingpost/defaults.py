@@ -28,6 +28,11 @@ PREDICT_STUCK_S = 600.0
 WORKER_RESTART_BACKOFF_S = (0.5, 30.0)  # a dead worker is restarted after 0.5 s, doubling to 30 s
 STREAMING_READ_TIMEOUT_S = 60.0  # runtime.streaming_read_timeout (Truss's)
 
+DOWNLOAD_WORKERS = 8  # $KINGPOST_DOWNLOAD_WORKERS: files fetched at once (model_cache, weights, external_data)
+DOWNLOAD_TIMEOUT_S = 60.0  # $KINGPOST_DOWNLOAD_TIMEOUT: a download that sends nothing this long is retried
+DOWNLOAD_RETRIES = 3  # a download cut mid-file is resumed this many times before the fetch fails
+IMAGE_CACHE_DIR = "/var/cache/kingpost"  # KINGPOST_CACHE_DIR in a container image (fetched weights)
+
 RAY_PORT = 8000  # kingpost ray --port: Ray Serve's HTTP proxy
 RAY_TIMEOUT_S = 300.0  # kingpost ray --timeout: for the cluster and the replicas to come up
 RAY_MAX_ONGOING_REQUESTS = 128  # per replica, unless runtime.ray or the queue asks for more

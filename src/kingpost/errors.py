@@ -18,6 +18,7 @@
     │   ├── ModelError ......... a user hook raised; `.stage` names which one
     │   ├── UnreachableError ... (kingpost.Client) the server could not be reached, or the connection broke
     │   └── JobError ........... an async job ended without an output (failed, cancelled, expired, ...)
+    ├── FetchError ............. model_cache / weights / external_data could not be fetched or verified
     └── PackagingError ......... an environment, build context, image or deployment could not be made
 
 Foreign and user errors are translated at the boundary with ``raise X(...) from exc``; their
@@ -142,6 +143,10 @@ class JobError(RequestError):
     def __init__(self, message: str, status: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class FetchError(KingpostError):
+    """A declared source (``model_cache``, ``weights``, ``external_data``) could not be fetched or verified."""
 
 
 class PackagingError(KingpostError):

@@ -74,6 +74,9 @@ def model_file(bundle_dir: Path, config: Config) -> Path:
 def require_model_file(bundle_dir: Path, config: Config) -> Path:
     """The model file, which must exist (checked by ``kingpost.load`` before any user code runs)."""
     file = model_file(bundle_dir, config)
+    if not file.is_file() and config.raw.get("docker_server") is not None:
+        raise BundleError(f"{config.path}: docker_server: this bundle brings its own server instead of a model.py, "
+                          "so it runs only as a server: kingpost serve.")
     if not file.is_file():
         raise BundleError(
             f"{config.path}: model_module_dir/model_class_filename: expected the model file "
@@ -115,23 +118,27 @@ def hook_kind(fn: Any) -> HookKind:
     return HookKind.SYNC
 
 
-def construct(spec: ModelSpec, bundle_dir: Path, config: Config, secrets: Secrets) -> ModelHooks:
-    """Build the Model, passing only the keyword arguments its ``__init__`` declares."""
-    try:
-        params = inspect.signature(spec.cls).parameters.values()
-    except (TypeError, ValueError):
-        params = []  # type: ignore[assignment]
-    wanted = set(INIT_KWARGS) if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params) else {
-        p.name for p in params if p.name in INIT_KWARGS}
+def construct(spec: ModelSpec, bundle_dir: Path, config: Config, secrets: Secrets, *,
+              data_dir: Path | None = None, extra: Mapping[str, Any] | None = None) -> ModelHooks:
+    """Build the Model, passing only the keyword arguments its ``__init__`` declares.
+
+    ``data_dir`` replaces the bundle's own (a view that adds external_data); ``extra`` offers more
+    keyword arguments (``lazy_data_resolver``).
+    """
+    params = _init_params(spec)
+    offered = {*INIT_KWARGS, *(extra or {})}
+    wanted = offered if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params) else {
+        p.name for p in params if p.name in offered}
     kwargs: dict[str, Any] = {}
     if "config" in wanted:  # Truss's whole config dict, defaults filled in
         kwargs["config"] = full_config(dict(config.raw))
     if "data_dir" in wanted:
-        kwargs["data_dir"] = data_directory(bundle_dir, config)
+        kwargs["data_dir"] = data_dir or data_directory(bundle_dir, config)
     if "secrets" in wanted:
         kwargs["secrets"] = secrets
     if "environment" in wanted:
         kwargs["environment"] = read_environment()[1]
+    kwargs.update((name, value) for name, value in (extra or {}).items() if name in wanted)
     try:
         instance = spec.cls(**kwargs)
     except Exception as exc:
@@ -139,6 +146,30 @@ def construct(spec: ModelSpec, bundle_dir: Path, config: Config, secrets: Secret
             f"{rel(bundle_dir, spec.file)}: {spec.cls.__name__}() raised {describe(exc, end=True)}"
         ) from exc
     return ModelHooks(instance=instance, spec=spec)
+
+
+def accepts(spec: ModelSpec, name: str) -> bool:
+    """Whether the Model's ``__init__`` takes the keyword ``name`` (by name or through ``**kwargs``)."""
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in _init_params(spec))
+
+
+def waits_for_data(spec: ModelSpec) -> bool:
+    """Whether the Model fetches lazily, as Truss's model_cache pattern does: it takes
+    ``lazy_data_resolver`` and its file calls ``block_until_download_complete``. Any other Model
+    gets its files before it is built."""
+    if not accepts(spec, "lazy_data_resolver"):
+        return False
+    try:
+        return "block_until_download_complete" in spec.file.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
+def _init_params(spec: ModelSpec) -> list[inspect.Parameter]:
+    try:
+        return list(inspect.signature(spec.cls).parameters.values())
+    except (TypeError, ValueError):
+        return []
 
 
 def data_directory(bundle_dir: Path, config: Config) -> Path:

@@ -42,6 +42,8 @@ from kingpost.secrets import SecretStore
 from kingpost.stats import RuntimeStats
 from kingpost.surface import Surface
 from kingpost.types import HookKind, Stage, State
+from kingpost.weights import Fetcher, LazyDataResolver
+from kingpost.weights.progress import weights_progress
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,9 @@ class Runtime:
         self._predictor: ThreadPredictor | TaskPredictor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeout = config.runtime.request_timeout_s
+        self._secrets_dir = secrets_dir
+        self._resolver: LazyDataResolver | None = None
+        self.activity: str | None = None  # what loading is doing now, for readiness ("fetching weights")
         self.surface: Surface | None = None  # known once loaded
         self._targets: dict[str, calls.Target] = {}  # extended bundles: method -> what predict's slot calls
         self._parse: Callable[[Any], Any] | None = None
@@ -94,6 +99,8 @@ class Runtime:
                 await load.acall(None)
             elif load is not None:
                 await on_daemon_thread(loop, load.call, None)
+            if self._resolver is not None and not self._resolver.collected:
+                await on_daemon_thread(loop, self._await_lazy_fetch)
             self._wire(hooks)
         except ModelLoadError as exc:
             self.state, self.failure = State.FAILED, str(exc)
@@ -101,7 +108,7 @@ class Runtime:
         except KingpostError as exc:
             self.state, self.failure = State.FAILED, str(exc)
             raise ModelLoadError(str(exc)) from exc
-        self.state = State.READY
+        self.state, self.activity = State.READY, None
         if self._environment is not None:
             self._environment.start(loop)
         logger.info("%s: model loaded and ready", self.name)
@@ -249,6 +256,14 @@ class Runtime:
     def _build(self) -> loader.ModelHooks:
         loader.apply_environment(self.config)
         spec = loader.import_model_class(self.bundle_dir, self.config)
+        fetcher = Fetcher(self.bundle_dir, self.config, secrets_dir=self._secrets_dir)
+        if fetcher.sources and loader.waits_for_data(spec):
+            self.activity = "fetching weights in the background"
+            self._resolver = LazyDataResolver(lambda: fetcher.run(progress=weights_progress()))
+        elif fetcher.sources:
+            self.activity = "fetching weights"
+            fetcher.run(progress=weights_progress())
+        resolver = self._resolver or LazyDataResolver(None)
         batching = self.config.runtime.batching
         if batching is not None and spec.streams:
             raise ModelLoadError(f"{self.config.path}: runtime.batching: expected a predict that returns "
@@ -260,7 +275,22 @@ class Runtime:
                                  "them; drop runtime.batching or those.")
         if spec.surface.wants_request:
             _import_starlette(self.config)
-        return loader.construct(spec, self.bundle_dir, self.config, self.secrets)
+        return loader.construct(spec, self.bundle_dir, self.config, self.secrets, data_dir=fetcher.data_dir,
+                                extra={"lazy_data_resolver": resolver})
+
+    def _await_lazy_fetch(self) -> None:
+        """The Model took a lazy_data_resolver but never waited on it: wait before it is ready."""
+        assert self._resolver is not None
+        if self._resolver.finished:
+            self._resolver.block_until_download_complete(log_stats=False, issue_collect=False)
+            return
+        logger.warning("%s: the model did not call lazy_data_resolver.block_until_download_complete() in "
+                       "__init__ or load(); waiting for the fetch before it serves.", self.name)
+        try:
+            self._resolver.block_until_download_complete(log_stats=False, issue_collect=False)
+        except RuntimeError as exc:
+            cause = exc.__cause__
+            raise ModelLoadError(str(cause) if isinstance(cause, KingpostError) else str(exc)) from exc
 
     def _hook_error(self, hooks: loader.ModelHooks, name: str, exc: Exception) -> ModelLoadError:
         where = loader.rel(self.bundle_dir, hooks.spec.file)

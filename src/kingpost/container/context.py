@@ -23,7 +23,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -31,11 +31,13 @@ import yaml
 from kingpost import defaults
 from kingpost.config import CONFIG_FILENAME, Config, load_config
 from kingpost.container import dockerfile
+from kingpost.custom_server import docker_server
 from kingpost.errors import PackagingError
 from kingpost.isolated.wheel import FIXED_MTIME, write_kingpost_wheel
 from kingpost.loader import require_model_file
 from kingpost.requirements import requirement_lines
 from kingpost.unsupported import refuse_unsupported
+from kingpost.weights.sources import sources
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +54,11 @@ DOCKERIGNORE = "".join(f"{p}\n" for p in (
 ))
 
 
-def write_context(bundle_dir: Path, context_dir: Path) -> Path:
+def write_context(bundle_dir: Path, context_dir: Path, *, weights: str = "start") -> Path:
     """Write the build context of the bundle in ``bundle_dir`` to ``context_dir`` and return ``context_dir``.
+
+    ``weights`` says when model_cache/weights/external_data are fetched: ``start`` (default: when
+    the container starts, into its KINGPOST_CACHE_DIR) or ``bake`` (at build, in their own layer).
 
     ``context_dir`` must be absent, empty, or a context kingpost wrote before (it is replaced whole).
     No user code runs: only config.yaml is read. Raises ConfigError for a bad config and
@@ -62,13 +67,14 @@ def write_context(bundle_dir: Path, context_dir: Path) -> Path:
     bundle_dir = Path(bundle_dir).resolve()
     config = load_config(bundle_dir)
     refuse_unsupported(config)  # what `kingpost check` refuses without running the model, refused here too
-    require_model_file(bundle_dir, config)
+    if docker_server(config) is None:  # a bundle with its own server has no model.py
+        require_model_file(bundle_dir, config)
     context_dir = Path(context_dir).resolve()
     _check_out(bundle_dir, context_dir)
     context_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{context_dir.name}.", dir=context_dir.parent))
     try:
-        _fill(tmp, bundle_dir, config, skip={context_dir, tmp})
+        _fill(tmp, bundle_dir, config, skip={context_dir, tmp}, weights=weights)
         _normalize(tmp)
         if context_dir.exists():
             shutil.rmtree(context_dir)
@@ -79,7 +85,11 @@ def write_context(bundle_dir: Path, context_dir: Path) -> Path:
     return context_dir
 
 
-def _fill(context_dir: Path, bundle_dir: Path, config: Config, *, skip: set[Path]) -> None:
+def _fill(context_dir: Path, bundle_dir: Path, config: Config, *, skip: set[Path], weights: str) -> None:
+    declared = sources(config)
+    secrets = tuple(sorted({s.secret for s in declared if s.secret is not None}))
+    outside = {str(PurePosixPath(s.mount).parent) for s in declared}
+    mount_dirs = tuple(sorted(d for d in outside if not d.startswith(("/app/model_cache", "/app/data"))))
     copied = context_dir / "bundle"
     _copy_tree(bundle_dir, copied, skip)
     externals = _copy_externals(bundle_dir, copied, config, skip)
@@ -88,7 +98,9 @@ def _fill(context_dir: Path, bundle_dir: Path, config: Config, *, skip: set[Path
     (context_dir / "wheels").mkdir()
     wheel = write_kingpost_wheel(context_dir / "wheels")
     title = config.model_name or bundle_dir.name
-    (context_dir / "Dockerfile").write_text(dockerfile.render(config, wheel=wheel.name, title=title), encoding="utf-8")
+    text = dockerfile.render(config, wheel=wheel.name, title=title, weights=weights, secrets=secrets,
+                             mount_dirs=mount_dirs, server=docker_server(config))
+    (context_dir / "Dockerfile").write_text(text, encoding="utf-8")
     (context_dir / ".dockerignore").write_text(DOCKERIGNORE, encoding="utf-8")
     (context_dir / "README.md").write_text(_readme(config, title), encoding="utf-8")
 

@@ -46,6 +46,7 @@ class Environment:
     inputs: dict[str, Any]  # everything hashed
     digest: str
     path: Path
+    note: str | None = None  # one warning line (an older python_version raised to one kingpost runs on)
 
     @property
     def python(self) -> Path:

@@ -21,10 +21,10 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from kingpost.config import load_config
+from kingpost.config import MIN_PYTHON, load_config
 from kingpost.errors import PackagingError
 from kingpost.isolated._cache import Environment, cache_root, ensure, read_marker, remove, state
-from kingpost.isolated._python import find_interpreter, installed_interpreters
+from kingpost.isolated._python import Interpreter, find_interpreter, installed_interpreters
 from kingpost.requirements import requirement_lines
 from kingpost.types import Echo
 
@@ -34,18 +34,17 @@ _FORMAT = 1  # bump when the layout of an environment changes
 _LOCAL = (".", "/", "~", "-e", "--editable", "-r", "--requirement", "-c", "--constraint")  # lines naming paths
 
 
-def environment(bundle_dir: Path) -> Environment:
-    """Describe the environment of the bundle in ``bundle_dir``; nothing is built."""
+def environment(bundle_dir: Path, python: str | None = None) -> Environment:
+    """Describe the environment of the bundle in ``bundle_dir``; nothing is built.
+
+    ``python`` (``3.11``, ``py311``) overrides the bundle's python_version. A bundle asking for a
+    Python older than kingpost runs (py38, py39) gets the nearest newer one installed, and the
+    Environment's ``note`` says so in one line.
+    """
     bundle_dir = Path(bundle_dir).resolve()
     config = load_config(bundle_dir)
-    minor = config.python_version_tuple[1]
-    interpreter = find_interpreter(minor)
-    if interpreter is None:
-        installed = ", ".join(i.version for i in installed_interpreters()) or "none"
-        raise PackagingError(
-            f"bundle {bundle_dir} asks for python_version {config.python_version}, but Python 3.{minor} is not "
-            f"installed here (installed: {installed}); install it (uv python install 3.{minor}, or pyenv) "
-            "or change python_version.")
+    interpreter, note = _interpreter(bundle_dir, config.python_version, python)
+    minor = int(interpreter.minor.split(".")[1])
     project, description, kingpost_inputs, requires_python = _kingpost_source()
     if requires_python and not _satisfies(interpreter.version, requires_python):
         raise PackagingError(f"bundle {bundle_dir} asks for python_version {config.python_version}, but kingpost "
@@ -71,17 +70,52 @@ def environment(bundle_dir: Path) -> Environment:
         bundle_dir=bundle_dir, name=config.model_name or bundle_dir.name, interpreter=interpreter, requirements=lines,
         requirement_args=args, system_packages=config.system_packages, kingpost_project=project,
         kingpost_description=description, inputs=inputs, digest=digest,
-        path=cache_root() / f"py3{minor}-{digest[:16]}")
+        path=cache_root() / f"py3{minor}-{digest[:16]}", note=note)
 
 
-def run_isolated(bundle_dir: Path, argv: list[str], *, echo: Echo) -> int:
+def _interpreter(bundle_dir: Path, wanted: str, chosen: str | None) -> tuple[Interpreter, str | None]:
+    installed = installed_interpreters()
+    names = ", ".join(i.version for i in installed) or "none"
+    if chosen is not None:
+        match = re.fullmatch(r"(?:py3|3\.?)(\d+)", chosen.strip())
+        if match is None:
+            raise PackagingError(f"--python: expected a version such as 3.11 or py311, found {chosen!r}.")
+        minor = int(match.group(1))
+        if (3, minor) < MIN_PYTHON:
+            raise PackagingError(f"--python: expected Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer (kingpost's "
+                                 f"minimum), found {chosen!r}.")
+        found = find_interpreter(minor)
+        if found is None:
+            raise PackagingError(f"--python {chosen}: Python 3.{minor} is not installed here (installed: {names}).")
+        return found, None
+    minor = int(wanted[3:])
+    if (3, minor) >= MIN_PYTHON:
+        found = find_interpreter(minor)
+        if found is None:
+            raise PackagingError(
+                f"bundle {bundle_dir} asks for python_version {wanted}, but Python 3.{minor} is not installed here "
+                f"(installed: {names}); install it (uv python install 3.{minor}, or pyenv), choose one with "
+                "--python, or change python_version.")
+        return found, None
+    newer = sorted((i for i in installed if tuple(map(int, i.minor.split("."))) >= MIN_PYTHON),
+                   key=lambda i: tuple(map(int, i.minor.split("."))))
+    if not newer:
+        raise PackagingError(f"bundle {bundle_dir} asks for python_version {wanted}, older than kingpost runs on, "
+                             f"and no Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]}+ is installed here (installed: {names}).")
+    return newer[0], (f"kingpost: warning: {bundle_dir} asks for python_version {wanted}, older than kingpost runs on; "
+                      f"using Python {newer[0].version}, the nearest installed (choose another with --python).")
+
+
+def run_isolated(bundle_dir: Path, argv: list[str], *, echo: Echo, python: str | None = None) -> int:
     """Run ``python -m kingpost <argv>`` in the bundle's environment, building it first if needed.
 
     On POSIX the command replaces this process (``os.execve``): stdin, stdout, stderr, signals
     (SIGTERM drains a server) and the exit status are the command's own, and this never returns.
     Elsewhere the command runs as a child process and its exit status is returned.
     """
-    env = environment(bundle_dir)
+    env = environment(bundle_dir, python)
+    if env.note:
+        echo(env.note)
     warn_missing_system_packages(env, echo)
     command = [str(ensure(env, echo=echo)), "-m", "kingpost", *argv]
     child_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
@@ -94,9 +128,11 @@ def run_isolated(bundle_dir: Path, argv: list[str], *, echo: Echo) -> int:
     return subprocess.call(command, env=child_env)
 
 
-def env_command(bundle_dir: Path, *, rebuild: bool, clear: bool, echo: Echo) -> None:
+def env_command(bundle_dir: Path, *, rebuild: bool, clear: bool, echo: Echo, python: str | None = None) -> None:
     """``kingpost env``: show the bundle's environment; ``rebuild`` builds it afresh, ``clear`` deletes it."""
-    env = environment(bundle_dir)
+    env = environment(bundle_dir, python)
+    if env.note:
+        echo(env.note)
     if clear and not rebuild:
         echo(f"Removed environment {env.path}" if remove(env, echo) else f"No environment to remove at {env.path}")
         return

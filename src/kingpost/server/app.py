@@ -323,7 +323,8 @@ class App:
         elif state is State.FAILED:
             not_ready = ModelLoadError(f"the model failed to load: {self.redact(str(runtime.failure))}")
         else:
-            not_ready = NotReadyError("the model is loading.")
+            activity = runtime.activity
+            not_ready = NotReadyError(f"the model is loading ({activity})." if activity else "the model is loading.")
         await _respond(send, *_answer(not_ready))
 
     # -- predict -----------------------------------------------------------------------------------

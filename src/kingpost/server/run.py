@@ -25,12 +25,15 @@ import uvicorn
 
 from kingpost import defaults
 from kingpost.config import Config, load_config
+from kingpost.custom_server import docker_server
 from kingpost.errors import KingpostError, ModelLoadError
 from kingpost.jobs.service import JobService, open_store
 from kingpost.jobs.settings import JobSettings
 from kingpost.limits import LOOPBACK_HOSTS, Limits
 from kingpost.loader import require_model_file
 from kingpost.runtime import Runtime
+from kingpost.server.auth import load_keys
+from kingpost.server.cors import policy_from_config
 from kingpost.server.guard import protocol_class, raise_descriptor_limit
 from kingpost.server.models import Found, Models, find_bundles
 from kingpost.server.stack import Settings, build, check
@@ -75,7 +78,8 @@ def serve(bundle_dir: str | Path | Sequence[str | Path], *, host: str = defaults
     configs = {name: load_config(path) for name, path in found.bundles.items()}
     for name, path in found.bundles.items():
         refuse_unsupported(configs[name])
-        require_model_file(path, configs[name])
+        if docker_server(configs[name]) is None:  # a bundle with its own server has no model.py
+            require_model_file(path, configs[name])
     first_name, first = next(iter(found.bundles.items()))
     config = configs[first_name]
     count = workers or (config.runtime.workers if found.single else 1)
@@ -85,8 +89,22 @@ def serve(bundle_dir: str | Path | Sequence[str | Path], *, host: str = defaults
         raise KingpostError(f"--reload serves with one worker; drop --workers (or runtime.workers: {count}).")
     if reload and importlib.util.find_spec("watchfiles") is None:
         raise KingpostError("--reload needs the watchfiles package: pip install 'kingpost[reload]'.")
+    custom = [name for name, c in configs.items() if docker_server(c) is not None]
+    if custom and not found.single:
+        raise KingpostError(f"{configs[custom[0]].path}: docker_server: a bundle with its own server is served "
+                            "alone, not beside other models; serve it by itself.")
+    if custom and reload:
+        raise KingpostError(f"{config.path}: docker_server: --reload watches a model.py bundle; a bundle with its "
+                            "own server restarts with kingpost serve.")
+    if custom and count > 1:
+        logger.warning("%s: a docker_server bundle runs one custom server on docker_server.server_port; "
+                       "serving it with 1 worker, not %d.", config.path, count)
+        count = 1
     jobs = JobSettings.from_env(jobs_dir=jobs_dir, jobs_database=jobs_database, webhook_secret=webhook_secret)
     if jobs.location is not None:
+        if custom:
+            raise KingpostError(f"{config.path}: docker_server: async jobs run through kingpost's runtime, which a "
+                                "bundle with its own server does not use; drop --jobs-dir/--jobs-database.")
         if not found.single:
             raise KingpostError("async jobs serve one bundle per server for now; serve this bundle alone to use "
                                 "--jobs-dir/--jobs-database (or KINGPOST_JOBS_DIR/KINGPOST_JOBS_DATABASE).")
@@ -95,6 +113,11 @@ def serve(bundle_dir: str | Path | Sequence[str | Path], *, host: str = defaults
                                 "version); drop one of them.")
         open_store(jobs.location).close()  # an unreachable database fails here; the tables exist before workers
     settings = settings or Settings()
+    if custom and (load_keys(settings.api_keys, settings.api_key_file, secrets_dir) is not None
+                   or policy_from_config(config.path, config.runtime.cors).merged(**settings.cors).enabled):
+        raise KingpostError(f"{config.path}: docker_server: API keys and CORS are not applied in front of a "
+                            "custom server yet; serve it without --api-key/KINGPOST_API_KEY and CORS settings, "
+                            "behind a proxy that checks them.")
     options = Options(first, config, found, debug, grace_period, access_log,
                       Path(secrets_dir) if secrets_dir else None, logging.getLogger().getEffectiveLevel(), count,
                       reload, jobs, settings)
@@ -138,6 +161,19 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
     # Python hands the GIL to a waiting thread only every switch interval (5 ms by default). A
     # predict thread that wakes while the event loop is busy would idle the model that long.
     sys.setswitchinterval(float(os.environ.get("KINGPOST_SWITCH_INTERVAL", defaults.SWITCH_INTERVAL_S)))
+    spec = docker_server(options.config) if options.found.single else None
+    if spec is not None:
+        from kingpost.server.proxy import ProxyApp
+
+        proxy = ProxyApp(options.bundle_dir, options.config, spec, access_log=options.access_log,
+                         grace_period=options.grace_period, secrets_dir=options.secrets_dir)
+        limits = options.config.runtime.limits  # the same connection guards as a model.py bundle's server
+        http = protocol_class(limits, options.config.runtime.max_request_bytes, lambda scope: False)
+        server_config = uvicorn.Config(proxy, http=http, lifespan="on", access_log=False, log_config=None,
+                                       server_header=False, timeout_keep_alive=int(limits.idle_timeout_s) or 1,
+                                       timeout_graceful_shutdown=options.grace_period)  # type: ignore[arg-type]
+        _Server(server_config).run(sockets=[sock])
+        return 0
     models = None if options.found.single else Models(options.found, secrets_dir=options.secrets_dir,
                                                        workers=options.workers)
     runtime = (Runtime(options.bundle_dir, options.config, secrets_dir=options.secrets_dir)
