@@ -138,6 +138,21 @@ class _Base:
         error.__cause__ = exc
         return _Retry(error) if unsafe or isinstance(exc, _NOT_SENT) else error
 
+    def _request(self, method: str, path: str, body: bytes, headers: dict[str, str], timeout: _Timeout,
+                 retry_unsafe: bool | None) -> tuple[httpx.Request, bool]:
+        """The request to send, and whether it may be retried after it may have run."""
+        unsafe = self.retry_unsafe if retry_unsafe is None else retry_unsafe
+        request = self._http.build_request(method, path, content=body, headers=headers,
+                                           timeout=self._timeout(timeout))
+        return request, unsafe
+
+    def _pause(self, retry: _Retry, attempt: int) -> float:
+        """The seconds to wait before retrying after failed ``attempt`` (counted from 0); the
+        error itself once the retries are spent."""
+        if attempt >= self.retries:
+            raise retry.error from retry.error.__cause__
+        return self._delay(attempt, retry.delay)
+
     def _check(self, response: httpx.Response, unsafe: bool) -> None:
         """Raise the error a non-2xx answer stands for (``_Retry`` when it may be retried)."""
         status = response.status_code
@@ -211,31 +226,20 @@ class Client(_Base):
 
     def ready(self, *, timeout: _Timeout = ...) -> bool:
         """Whether the model is loaded and healthy now (no retries)."""
-        try:
-            response = self._http.get(self._readiness_path, timeout=self._timeout(timeout))
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+        return _is_ready(self._probe(timeout))
 
     def wait_ready(self, timeout: float = defaults.CLIENT_WAIT_READY_S) -> None:
         """Wait until the model is ready; :class:`ModelLoadError` at once if loading failed,
         :class:`NotReadyError` after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        last = "no answer yet"
-        while True:
-            try:
-                response = self._http.get(self._readiness_path, timeout=self._timeout(min(10.0, timeout)))
-            except httpx.HTTPError as exc:
-                last = _reason(exc)
-            else:
-                if response.status_code == 200:
-                    return
-                last = _sentence(response)
-                if response.status_code == 500:
-                    raise ModelLoadError(last)
-            if time.monotonic() >= deadline:
-                raise NotReadyError(f"{self.url} was not ready within {timeout:g} s (last: {last}).")
-            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        wait = _ReadyWait(self.url, timeout)
+        while (pause := wait.after(self._probe(min(10.0, timeout)))) is not None:
+            time.sleep(pause)
+
+    def _probe(self, timeout: _Timeout) -> httpx.Response | httpx.HTTPError:
+        try:
+            return self._http.get(self._readiness_path, timeout=self._timeout(timeout))
+        except httpx.HTTPError as exc:
+            return exc
 
     # -- async jobs (a server started with --jobs-dir or --jobs-database) --------------------------
 
@@ -287,29 +291,27 @@ class Client(_Base):
 
     def _send(self, method: str, path: str, body: bytes, headers: dict[str, str], timeout: _Timeout,
               retry_unsafe: bool | None, *, stream: bool) -> httpx.Response:
-        unsafe = self.retry_unsafe if retry_unsafe is None else retry_unsafe
-        request = self._http.build_request(method, path, content=body, headers=headers,
-                                           timeout=self._timeout(timeout))
+        request, unsafe = self._request(method, path, body, headers, timeout, retry_unsafe)
         attempt = 0
         while True:
             try:
-                try:
-                    response = self._http.send(request, stream=stream)
-                except httpx.HTTPError as exc:
-                    raise self._transport_error(exc, path, unsafe) from None
-                try:
-                    if stream and response.status_code >= 400:
-                        response.read()
-                    self._check(response, unsafe)
-                except BaseException:
-                    response.close()
-                    raise
-                return response
+                return self._attempt(request, path, unsafe, stream)
             except _Retry as retry:
-                if attempt >= self.retries:
-                    raise retry.error from retry.error.__cause__
-                time.sleep(self._delay(attempt, retry.delay))
+                time.sleep(self._pause(retry, attempt))
                 attempt += 1
+
+    def _attempt(self, request: httpx.Request, path: str, unsafe: bool, stream: bool) -> httpx.Response:
+        try:
+            response = self._http.send(request, stream=stream)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, path, unsafe) from None
+        if response.status_code >= 400:  # an error answer: read it whole, close it, raise what it means
+            try:
+                response.read()
+            finally:
+                response.close()
+            self._check(response, unsafe)
+        return response
 
 
 class AsyncClient(_Base):
@@ -357,55 +359,42 @@ class AsyncClient(_Base):
             await response.aclose()
 
     async def ready(self, *, timeout: _Timeout = ...) -> bool:
-        try:
-            response = await self._http.get(self._readiness_path, timeout=self._timeout(timeout))
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+        return _is_ready(await self._probe(timeout))
 
     async def wait_ready(self, timeout: float = defaults.CLIENT_WAIT_READY_S) -> None:
-        deadline = time.monotonic() + timeout
-        last = "no answer yet"
-        while True:
-            try:
-                response = await self._http.get(self._readiness_path, timeout=self._timeout(min(10.0, timeout)))
-            except httpx.HTTPError as exc:
-                last = _reason(exc)
-            else:
-                if response.status_code == 200:
-                    return
-                last = _sentence(response)
-                if response.status_code == 500:
-                    raise ModelLoadError(last)
-            if time.monotonic() >= deadline:
-                raise NotReadyError(f"{self.url} was not ready within {timeout:g} s (last: {last}).")
-            await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        wait = _ReadyWait(self.url, timeout)
+        while (pause := wait.after(await self._probe(min(10.0, timeout)))) is not None:
+            await asyncio.sleep(pause)
+
+    async def _probe(self, timeout: _Timeout) -> httpx.Response | httpx.HTTPError:
+        try:
+            return await self._http.get(self._readiness_path, timeout=self._timeout(timeout))
+        except httpx.HTTPError as exc:
+            return exc
 
     async def _send(self, method: str, path: str, body: bytes, headers: dict[str, str], timeout: _Timeout,
                     retry_unsafe: bool | None, *, stream: bool) -> httpx.Response:
-        unsafe = self.retry_unsafe if retry_unsafe is None else retry_unsafe
-        request = self._http.build_request(method, path, content=body, headers=headers,
-                                           timeout=self._timeout(timeout))
+        request, unsafe = self._request(method, path, body, headers, timeout, retry_unsafe)
         attempt = 0
         while True:
             try:
-                try:
-                    response = await self._http.send(request, stream=stream)
-                except httpx.HTTPError as exc:
-                    raise self._transport_error(exc, path, unsafe) from None
-                try:
-                    if stream and response.status_code >= 400:
-                        await response.aread()
-                    self._check(response, unsafe)
-                except BaseException:
-                    await response.aclose()
-                    raise
-                return response
+                return await self._attempt(request, path, unsafe, stream)
             except _Retry as retry:
-                if attempt >= self.retries:
-                    raise retry.error from retry.error.__cause__
-                await asyncio.sleep(self._delay(attempt, retry.delay))
+                await asyncio.sleep(self._pause(retry, attempt))
                 attempt += 1
+
+    async def _attempt(self, request: httpx.Request, path: str, unsafe: bool, stream: bool) -> httpx.Response:
+        try:
+            response = await self._http.send(request, stream=stream)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, path, unsafe) from None
+        if response.status_code >= 400:  # an error answer: read it whole, close it, raise what it means
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            self._check(response, unsafe)
+        return response
 
 
 class Stream(Iterator[Any]):
@@ -492,6 +481,35 @@ class _StreamReader:
         if event == "error":
             raise ModelError("predict", _sentence_of(data))
         return data
+
+
+class _ReadyWait:
+    """One ``wait_ready``: what each readiness answer means (done, failed, or ask again after a pause)."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.last = "no answer yet"
+
+    def after(self, answer: httpx.Response | httpx.HTTPError) -> float | None:
+        """None when ready; else the seconds to wait before asking again. :class:`ModelLoadError`
+        when loading failed, :class:`NotReadyError` once the deadline has passed."""
+        if isinstance(answer, httpx.HTTPError):
+            self.last = _reason(answer)
+        else:
+            if answer.status_code == 200:
+                return None
+            self.last = _sentence(answer)
+            if answer.status_code == 500:
+                raise ModelLoadError(self.last)
+        if time.monotonic() >= self.deadline:
+            raise NotReadyError(f"{self.url} was not ready within {self.timeout:g} s (last: {self.last}).")
+        return min(0.1, max(0.0, self.deadline - time.monotonic()))
+
+
+def _is_ready(answer: httpx.Response | httpx.HTTPError) -> bool:
+    return isinstance(answer, httpx.Response) and answer.status_code == 200
 
 
 def _sentence_of(text: str) -> str:
