@@ -34,7 +34,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from types import EllipsisType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -62,6 +62,7 @@ _STAGE = re.compile(r"the model's (\w+)")
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)  # the request never left
 _UNSAFE_STATUS = frozenset({502, 504})
 _Timeout = float | EllipsisType | None  # ... (the default) means the client's own timeout
+_C = TypeVar("_C", bound="_Closing")
 
 
 class _Retry(Exception):
@@ -70,6 +71,19 @@ class _Retry(Exception):
     def __init__(self, error: KingpostError, delay: float | None = None) -> None:
         self.error = error
         self.delay = delay
+
+
+class _Closing:
+    """``with x:`` closes ``x`` at the end (the blocking client, a stream)."""
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
 
 
 class _Base:
@@ -183,7 +197,7 @@ class _Base:
         return body, {**extra, **(headers or {})}, binary
 
 
-class Client(_Base):
+class Client(_Closing, _Base):
     """A blocking client for one model server.
 
     ``url`` is the server's base URL (``http://host:port``, or a Ray Serve route prefix), or a full
@@ -197,12 +211,6 @@ class Client(_Base):
 
     def _connect(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=self._headers, timeout=self._timeout(...))
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
 
     def close(self) -> None:
         self._http.close()
@@ -397,7 +405,7 @@ class AsyncClient(_Base):
         return response
 
 
-class Stream(Iterator[Any]):
+class Stream(_Closing, Iterator[Any]):
     """The chunks of one streamed answer (see :meth:`Client.predict_stream`)."""
 
     def __init__(self, response: httpx.Response, decode: Callable[[], Any]) -> None:
@@ -420,12 +428,6 @@ class Stream(Iterator[Any]):
 
     def __next__(self) -> Any:
         return next(self._chunks)
-
-    def __enter__(self) -> Stream:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
 
     def close(self) -> None:
         self._chunks.close()
