@@ -16,6 +16,7 @@ from typing import Any
 from kingpost import defaults
 from kingpost.codecs import encode_json
 from kingpost.errors import ConfigError
+from kingpost.server.http import header_values
 from kingpost.types import Message, Receive, Scope, Send
 
 ASGIApp = Any
@@ -111,14 +112,8 @@ class Cors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        origin = request_method = request_headers = None
-        for name, value in scope["headers"]:
-            if name == b"origin":
-                origin = value
-            elif name == b"access-control-request-method":
-                request_method = value
-            elif name == b"access-control-request-headers":
-                request_headers = value
+        origin, request_method, request_headers = header_values(
+            scope, b"origin", b"access-control-request-method", b"access-control-request-headers")
         if origin is None:
             await self.app(scope, receive, send)
             return

@@ -122,5 +122,14 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return found
 
 
+def header_values(scope: Scope, *names: bytes) -> tuple[bytes | None, ...]:
+    """Several request headers in one pass, in the order named (None where absent; the last, if repeated)."""
+    found: list[bytes | None] = [None] * len(names)
+    for key, value in scope["headers"]:
+        if key in names:
+            found[names.index(key)] = value
+    return tuple(found)
+
+
 def _traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc)).rstrip("\n")

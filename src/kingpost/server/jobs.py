@@ -28,7 +28,7 @@ from kingpost import codecs
 from kingpost.errors import InputError
 from kingpost.jobs.record import JobRecord, JobStatus, make_submit, parse_submit
 from kingpost.jobs.settings import OFF_SENTENCE
-from kingpost.server.http import JSON, error_answer, respond
+from kingpost.server.http import JSON, error_answer, header_values, respond
 from kingpost.server.routes import Route
 from kingpost.types import Headers, Params, Receive, Scope, Send
 
@@ -103,15 +103,8 @@ class JobRoutes:
 
     async def _submit_body(self, service: JobService, scope: Scope, receive: Receive, send: Send, *,
                            async_body: bool) -> None:
-        content_type = length = None
-        key = None
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                content_type = value
-            elif name == b"content-length":
-                length = value
-            elif name == b"idempotency-key":
-                key = value.decode("latin-1")
+        content_type, length, raw_key = header_values(scope, b"content-type", b"content-length", b"idempotency-key")
+        key = raw_key.decode("latin-1") if raw_key is not None else None
         size = int(length) if length is not None and length.isdigit() else -1
         body = await self.app._read_body(receive, size, await receive())
         binary = content_type is not None and content_type != JSON and codecs.wants_msgpack(content_type)
