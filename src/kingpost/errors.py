@@ -88,24 +88,24 @@ class UnsupportedMediaType(InputError):
     """The request's Content-Type names neither JSON nor msgpack."""
 
 
-class NotReadyError(RequestError):
-    """The model is not ready to predict (loading, failed or unhealthy)."""
+class _RetryLater(RequestError):
+    """A 503: refused before it ran; ``retry_after`` is the seconds to wait (the Retry-After header)."""
 
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class NotReadyError(_RetryLater):
+    """The model is not ready to predict (loading, failed or unhealthy)."""
 
 
 class ModelNotFoundError(RequestError):
     """A request named a model (``/v1/models/{name}``, ``/v2/models/{name}``) the server does not serve."""
 
 
-class QueueFullError(RequestError):
+class QueueFullError(_RetryLater):
     """``runtime.max_queue`` requests are already waiting for predict."""
-
-    def __init__(self, message: str, *, retry_after: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class DeadlineExceeded(RequestError):
