@@ -71,6 +71,7 @@ class Runtime:
         self._resolver: LazyDataResolver | None = None
         self.activity: str | None = None  # what loading is doing now, for readiness ("fetching weights")
         self.surface: Surface | None = None  # known once loaded
+        self._holds_responses = False  # set once a plain predict returned a StreamingResponse
         self._targets: dict[str, calls.Target] = {}  # extended bundles: method -> what predict's slot calls
         self._parse: Callable[[Any], Any] | None = None
         self._hooks: loader.ModelHooks | None = None
@@ -179,6 +180,13 @@ class Runtime:
             self.stats.timed_out += 1
             raise DeadlineExceeded(f"the request took longer than runtime.request_timeout_s "
                                    f"({timeout:g} s).") from None
+
+    def hold_responses(self) -> None:
+        """A plain bundle's predict returned a StreamingResponse (seen once, where the server sends it):
+        from now on such a response keeps its predict slot until it has been sent."""
+        if self._predictor is not None and not self._holds_responses:
+            self._holds_responses = True
+            self._predictor.hold_responses()
 
     @property
     def plain(self) -> bool:
@@ -311,6 +319,7 @@ class Runtime:
     def _wire(self, hooks: loader.ModelHooks) -> None:
         self._hooks = hooks
         self.surface = hooks.spec.surface
+        self._holds_responses = False
         if not self.surface.plain:
             self._wire_extended(hooks)
             return
@@ -355,6 +364,7 @@ class Runtime:
         else:
             self._predictor = TaskPredictor(dispatch, slots=rt.predict_concurrency, batching=None,
                                             max_queue=rt.max_queue, loop=loop)
+        self._predictor.hold_responses()  # a StreamingResponse keeps its slot until sent, as in Truss
 
     def _hook(self, hooks: loader.ModelHooks, name: str, fn: Callable[[Any], Any] | None = None,
               **options: Any) -> Hook | None:

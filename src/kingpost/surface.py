@@ -134,7 +134,8 @@ class Surface:
         """Every hook takes exactly the input, nothing is typed and no extra route is served."""
         return (all(a is Args.INPUT for n, a in self.args.items() if n not in ("load", "is_healthy",
                                                                                    "setup_environment"))
-                and self.input_type is None and not self.openai_methods and not self.websocket)
+                and self.input_type is None and not self.openai_methods and not self.websocket
+                and not self.returns_response)  # a returned StreamingResponse holds its slot until sent
 
     def schema(self) -> dict[str, Any] | None:
         """Truss's schema document (``GET /v1/models/model/schema``), None without pydantic types."""

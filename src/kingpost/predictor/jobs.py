@@ -63,6 +63,10 @@ class Predictor:
         """Predict's output for ``value``, called right here when that is allowed now, else QUEUE."""
         return QUEUE
 
+    def hold_responses(self) -> None:
+        """From now on a StreamingResponse returned by predict keeps its slot until it has been sent."""
+        raise NotImplementedError
+
     async def run(self, value: Any, deadline: float | None, gone: Callable[[], bool] | None) -> Any:
         """Predict one input (through the queue) and return its output, or a ChunkStream."""
         job = Job(value, self._loop.create_future(), deadline, gone)

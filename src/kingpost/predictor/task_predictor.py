@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from types import AsyncGeneratorType
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from kingpost.concurrency import reject, resolve
 from kingpost.errors import ClientGone, KingpostError
 from kingpost.predictor.batching import batch_inputs, hand_out, window
+from kingpost.predictor.held import hold, is_streaming_response
 from kingpost.predictor.jobs import Job, Predictor
 from kingpost.predictor.streams import END, ChunkStream, Failure
 
@@ -25,6 +27,11 @@ class TaskPredictor(Predictor):
     def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+
+    def hold_responses(self) -> None:
+        """Keep a slot until a StreamingResponse predict returned has been sent (decided at load, or
+        once a plain bundle's predict first returned one)."""
+        self._call_one_job = self._call_one_job_holding  # type: ignore[method-assign]
 
     def _deliver(self, job: Job, value: Any) -> None:
         resolve(job.future, value)
@@ -102,6 +109,32 @@ class TaskPredictor(Predictor):
                 await self._pump(job, output)
             else:
                 self._deliver(job, output)
+
+    async def _call_one_job_holding(self, job: Job) -> None:
+        """``_call_one_job`` for a predict that may return a StreamingResponse: the slot waits until it is sent."""
+        if self._streams:
+            await TaskPredictor._call_one_job(self, job)
+            return
+        try:
+            output = await self._hook.acall(job.input)
+        except KingpostError as err:
+            self._fail(job, err)
+            return
+        if is_streaming_response(output):
+            done = asyncio.Event()
+            loop = self._loop
+
+            def release() -> None:  # sent on the loop, or collected on whatever thread the GC ran
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nothing waits any more
+                    loop.call_soon_threadsafe(done.set)
+            hold(output, release)
+            self._deliver(job, output)
+            del output  # a response dropped unsent (its client left) is collected, which frees the slot
+            await done.wait()
+        elif type(output) is AsyncGeneratorType:
+            await self._pump(job, output)
+        else:
+            self._deliver(job, output)
 
     async def _pump(self, job: Job, generator: Any) -> None:
         stream = ChunkStream(job, self._loop, self._room)

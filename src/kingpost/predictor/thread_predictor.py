@@ -14,6 +14,7 @@ from kingpost.concurrency import reject, resolve
 from kingpost.disconnect import current
 from kingpost.errors import ClientGone, KingpostError
 from kingpost.predictor.batching import batch_inputs, hand_out, window
+from kingpost.predictor.held import hold, is_streaming_response
 from kingpost.predictor.jobs import QUEUE, Job, Predictor
 from kingpost.predictor.streams import END, ChunkStream, Failure
 
@@ -59,6 +60,12 @@ class ThreadPredictor(Predictor):
     def never_inline(self) -> None:
         """Always hand predict to its threads (a target that waits on the loop would deadlock there)."""
         self._inline_after = INLINE_AFTER_MAX + 1
+
+    def hold_responses(self) -> None:
+        """Keep a slot until a StreamingResponse predict returned has been sent (decided at load, or
+        once a plain bundle's predict first returned one); predict is never called on the loop then."""
+        self.never_inline()
+        self._call_one = self._call_one_holding  # type: ignore[method-assign]
 
     def submit(self, job: Job) -> None:
         super().submit(job)
@@ -166,6 +173,32 @@ class ThreadPredictor(Predictor):
             self._pump(job, output)
         elif job.cancelled or (job.gone is not None and job.gone()):
             self._fail(job, ClientGone())  # no one to answer (a predict that checked client_disconnected)
+        else:
+            self._deliver(job, output)
+
+    def _call_one_holding(self, job: Job) -> None:
+        """``_call_one`` for a predict that may return a StreamingResponse: its slot waits until it is sent."""
+        if self._streams:
+            self._call_generator(job)
+            return
+        current.job = job
+        try:
+            output = self._hook.call(job.input)
+        except KingpostError as err:
+            self._fail(job, err)
+            return
+        finally:
+            current.job = None
+        if is_streaming_response(output):
+            done = threading.Event()
+            hold(output, done.set)
+            self._deliver(job, output)
+            del output  # a response dropped unsent (its client left) is collected, which frees the slot
+            done.wait()
+        elif type(output) is GeneratorType:
+            self._pump(job, output)
+        elif job.cancelled or (job.gone is not None and job.gone()):
+            self._fail(job, ClientGone())
         else:
             self._deliver(job, output)
 

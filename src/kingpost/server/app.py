@@ -38,6 +38,7 @@ from kingpost.errors import (
     RequestError,
     UnsupportedMediaType,
 )
+from kingpost.predictor.held import is_streaming_response
 from kingpost.predictor.streams import EMPTY, END, ChunkStream
 from kingpost.runtime import Runtime
 from kingpost.server import openai, openapi
@@ -384,6 +385,8 @@ class App:
                             "headers": [(b"content-type", _JSON), (b"content-length", str(len(out)).encode())]})
                 await send({"type": "http.response.body", "body": out})
         except codecs.PassThrough as passed:  # predict returned a Starlette Response: sent as it is
+            if is_streaming_response(passed.response):
+                runtime.hold_responses()  # later ones keep their predict slot until sent (this one is out)
             status = await send_response(passed.response, scope, receive, send)
         except ClientGone as exc:
             status = status_of(exc)

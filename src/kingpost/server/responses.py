@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kingpost.predictor.held import sent
 from kingpost.types import Receive, Scope, Send
 
 ERROR_HEADERS = {"x-baseten-error-source": "04", "x-baseten-error-code": "700"}
@@ -11,9 +12,15 @@ ERROR_HEADERS = {"x-baseten-error-source": "04", "x-baseten-error-code": "700"}
 
 
 async def send_response(response: Any, scope: Scope, receive: Receive, send: Send) -> int:
-    """Send ``response`` (status, headers, body or stream) and return its status."""
-    status: int = response.status_code
-    if status >= 300:
-        response.headers.update(ERROR_HEADERS)
-    await response(scope, receive, send)
+    """Send ``response`` (status, headers, body or stream) and return its status.
+
+    A StreamingResponse that holds a predict slot frees it here, once sent, failed or abandoned.
+    """
+    try:
+        status: int = response.status_code
+        if status >= 300:
+            response.headers.update(ERROR_HEADERS)
+        await response(scope, receive, send)
+    finally:
+        sent(response)
     return status

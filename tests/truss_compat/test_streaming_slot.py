@@ -1,0 +1,62 @@
+"""A StreamingResponse returned by predict keeps the predict slot until its body has been sent, or
+its client has left (Truss's model_wrapper defers its semaphore's release to the response's end)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+from compat_suite import served  # noqa: F401 - fixtures are found by name
+
+PREDICT = "/v1/models/model:predict"
+
+
+def _stream(url: str, body: dict[str, float], lines: list[str], ends: list[float]) -> None:
+    with httpx.stream("POST", url + PREDICT, json=body, timeout=30) as r:
+        assert r.status_code == 200
+        lines.extend(r.iter_lines())
+    ends.append(time.time())
+
+
+def _two_at_once(url: str) -> tuple[list[str], list[str], float]:
+    first: list[str] = []
+    second: list[str] = []
+    ends: list[float] = []
+    a = threading.Thread(target=_stream, args=(url, {"chunks": 6, "delay": 0.1}, first, ends))
+    a.start()
+    time.sleep(0.15)  # the first predict has returned its response and the stream is under way
+    b = threading.Thread(target=_stream, args=(url, {"chunks": 1, "delay": 0}, second, []))
+    b.start()
+    a.join(30)
+    b.join(30)
+    return first, second, ends[0]
+
+
+def _started(line: str) -> tuple[int, float]:
+    words = line.split()  # "predict N saw R streams running at T"
+    return int(words[3]), float(words[-1])
+
+
+@pytest.mark.parametrize("bundle", ["streaming_response_slot", "streaming_response_slot_plain"])
+def test_second_predict_waits_for_the_first_stream(served, bundle):
+    server = served(bundle)
+    if bundle.endswith("plain"):  # a plain bundle learns it returns responses from the first one
+        assert httpx.post(server.url + PREDICT, json={"chunks": 0}).status_code == 200
+    first, second, first_end = _two_at_once(server.url)
+    assert first[1:] == [f"chunk {i}" for i in range(6)]
+    running, started = _started(second[0])
+    assert running == 0, second
+    assert started >= first_end - 0.05, (started, first_end)  # not before the first body was all sent
+
+
+def test_client_leaving_mid_stream_frees_the_slot(served):
+    server = served("streaming_response_slot")
+    with httpx.stream("POST", server.url + PREDICT, json={"chunks": 50, "delay": 0.1}, timeout=30) as r:
+        assert next(r.iter_lines()).startswith("predict")
+    left = time.time()  # the client closed the connection with ~5 s of stream still to come
+    r2 = httpx.post(server.url + PREDICT, json={"chunks": 0}, timeout=30)
+    assert r2.status_code == 200
+    _, started = _started(r2.text.splitlines()[0])
+    assert started - left < 2.0, started - left  # the slot was freed when the client left, not at the end
