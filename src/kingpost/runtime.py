@@ -71,7 +71,6 @@ class Runtime:
         self._resolver: LazyDataResolver | None = None
         self.activity: str | None = None  # what loading is doing now, for readiness ("fetching weights")
         self.surface: Surface | None = None  # known once loaded
-        self._holds_responses = False  # set once a plain predict returned a StreamingResponse
         self._targets: dict[str, calls.Target] = {}  # extended bundles: method -> what predict's slot calls
         self._parse: Callable[[Any], Any] | None = None
         self._hooks: loader.ModelHooks | None = None
@@ -181,12 +180,12 @@ class Runtime:
             raise DeadlineExceeded(f"the request took longer than runtime.request_timeout_s "
                                    f"({timeout:g} s).") from None
 
-    def hold_responses(self) -> None:
-        """A plain bundle's predict returned a StreamingResponse (seen once, where the server sends it):
-        from now on such a response keeps its predict slot until it has been sent."""
-        if self._predictor is not None and not self._holds_responses:
-            self._holds_responses = True
-            self._predictor.hold_responses()
+    async def hold_slot(self, response: Any, gone: Callable[[], bool] | None) -> None:
+        """A plain bundle's predict returned a StreamingResponse, and its slot is already free (found
+        where the server sends it): take a slot in turn and keep it until ``response`` has been sent.
+        From then on such a response keeps its own predict's slot."""
+        if self._predictor is not None:
+            await self._predictor.hold(response, gone)
 
     @property
     def plain(self) -> bool:
@@ -319,7 +318,6 @@ class Runtime:
     def _wire(self, hooks: loader.ModelHooks) -> None:
         self._hooks = hooks
         self.surface = hooks.spec.surface
-        self._holds_responses = False
         if not self.surface.plain:
             self._wire_extended(hooks)
             return

@@ -21,6 +21,16 @@ SENT = "kingpost_sent"
 """The attribute of a held response: a finalizer that frees its slot, run once (sent or collected)."""
 
 
+class Held:
+    """A predict job's input that calls no predict: its slot is taken to send ``response`` (a plain
+    bundle's first StreamingResponse, whose own predict had already let go of its slot)."""
+
+    __slots__ = ("response",)
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+
+
 def is_streaming_response(value: Any) -> bool:
     """Whether ``value`` is a Starlette StreamingResponse (looked up only once Starlette is imported)."""
     responses = sys.modules.get("starlette.responses")

@@ -13,6 +13,7 @@ from kingpost.concurrency import reject
 from kingpost.config import Batching
 from kingpost.errors import ClientGone, DeadlineExceeded, QueueFullError
 from kingpost.hooks import Hook
+from kingpost.predictor.held import Held
 
 QUEUE: Any = object()
 """What :meth:`Predictor.inline` returns when predict cannot be called on the loop now."""
@@ -66,6 +67,11 @@ class Predictor:
     def hold_responses(self) -> None:
         """From now on a StreamingResponse returned by predict keeps its slot until it has been sent."""
         raise NotImplementedError
+
+    async def hold(self, response: Any, gone: Callable[[], bool] | None) -> None:
+        """Wait for a slot (in turn, like any predict) and keep it until ``response`` has been sent."""
+        self.hold_responses()
+        await self.run(Held(response), None, gone)
 
     async def run(self, value: Any, deadline: float | None, gone: Callable[[], bool] | None) -> Any:
         """Predict one input (through the queue) and return its output, or a ChunkStream."""

@@ -11,7 +11,7 @@ from typing import Any
 from kingpost.concurrency import reject, resolve
 from kingpost.errors import ClientGone, KingpostError
 from kingpost.predictor.batching import batch_inputs, hand_out, window
-from kingpost.predictor.held import hold, is_streaming_response
+from kingpost.predictor.held import Held, hold, is_streaming_response
 from kingpost.predictor.jobs import Job, Predictor
 from kingpost.predictor.streams import END, ChunkStream, Failure
 
@@ -116,7 +116,10 @@ class TaskPredictor(Predictor):
             await TaskPredictor._call_one_job(self, job)
             return
         try:
-            output = await self._hook.acall(job.input)
+            if type(job.input) is Held:  # no predict: this slot sends a response predict already returned
+                output, job.input = job.input.response, None
+            else:
+                output = await self._hook.acall(job.input)
         except KingpostError as err:
             self._fail(job, err)
             return

@@ -14,7 +14,7 @@ from kingpost.concurrency import reject, resolve
 from kingpost.disconnect import current
 from kingpost.errors import ClientGone, KingpostError
 from kingpost.predictor.batching import batch_inputs, hand_out, window
-from kingpost.predictor.held import hold, is_streaming_response
+from kingpost.predictor.held import Held, hold, is_streaming_response
 from kingpost.predictor.jobs import QUEUE, Job, Predictor
 from kingpost.predictor.streams import END, ChunkStream, Failure
 
@@ -183,7 +183,10 @@ class ThreadPredictor(Predictor):
             return
         current.job = job
         try:
-            output = self._hook.call(job.input)
+            if type(job.input) is Held:  # no predict: this slot sends a response predict already returned
+                output, job.input = job.input.response, None
+            else:
+                output = self._hook.call(job.input)
         except KingpostError as err:
             self._fail(job, err)
             return

@@ -38,7 +38,6 @@ from kingpost.errors import (
     RequestError,
     UnsupportedMediaType,
 )
-from kingpost.predictor.held import is_streaming_response
 from kingpost.predictor.streams import EMPTY, END, ChunkStream
 from kingpost.runtime import Runtime
 from kingpost.server import openai, openapi
@@ -53,7 +52,7 @@ from kingpost.server.metrics import ServerMetrics
 from kingpost.server.models import Models
 from kingpost.server.playground import Playground
 from kingpost.server.redact import Redactor
-from kingpost.server.responses import send_response
+from kingpost.server.responses import send_returned
 from kingpost.server.routes import Route, Router
 from kingpost.server.surface import SurfaceRoutes
 from kingpost.server.v2 import V2, v2_openapi
@@ -385,9 +384,8 @@ class App:
                             "headers": [(b"content-type", _JSON), (b"content-length", str(len(out)).encode())]})
                 await send({"type": "http.response.body", "body": out})
         except codecs.PassThrough as passed:  # predict returned a Starlette Response: sent as it is
-            if is_streaming_response(passed.response):
-                runtime.hold_responses()  # later ones keep their predict slot until sent (this one is out)
-            status = await send_response(passed.response, scope, receive, send)
+            status = await send_returned(runtime, passed.response, gone if watcher is None else None,
+                                         scope, receive, send)
         except ClientGone as exc:
             status = status_of(exc)
         except asyncio.CancelledError:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from kingpost.predictor.held import sent
+from kingpost.errors import ClientGone, KingpostError
+from kingpost.predictor.held import SENT, is_streaming_response, sent
+from kingpost.server.http import status_of
 from kingpost.types import Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from kingpost.runtime import Runtime
 
 ERROR_HEADERS = {"x-baseten-error-source": "04", "x-baseten-error-code": "700"}
 """What Truss adds to a model's own response whose status is 300 or more (the caller's error)."""
@@ -24,3 +30,20 @@ async def send_response(response: Any, scope: Scope, receive: Receive, send: Sen
     finally:
         sent(response)
     return status
+
+
+async def send_returned(runtime: Runtime, response: Any, gone: Callable[[], bool] | None,
+                        scope: Scope, receive: Receive, send: Send) -> int:
+    """Send what a plain bundle's predict returned (``codecs.PassThrough``).
+
+    Its first StreamingResponse, returned after predict's slot was let go, waits for a slot in
+    turn and keeps it until sent; the predictor then keeps predict's own slot for the later ones.
+    """
+    if is_streaming_response(response) and not hasattr(response, SENT):
+        try:
+            await runtime.hold_slot(response, gone)
+        except ClientGone as exc:
+            return status_of(exc)
+        except KingpostError:  # the queue is full: sent without a slot, as before this was known
+            pass
+    return await send_response(response, scope, receive, send)
