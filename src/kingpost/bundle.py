@@ -13,6 +13,7 @@ from kingpost.concurrency import LoopThread
 from kingpost.config import Config, load_config, read_examples
 from kingpost.errors import BundleError
 from kingpost.loader import require_model_file
+from kingpost.predictor.held import sent
 from kingpost.predictor.streams import ChunkStream
 from kingpost.runtime import Runtime
 from kingpost.types import State, Stream
@@ -75,6 +76,7 @@ class Bundle:
         result = _LOOP.call(runtime.predict(value))
         if type(result) is ChunkStream:
             return Chunks(result)
+        sent(result)  # a StreamingResponse handed to the caller keeps no predict slot (only a server's does)
         return result
 
     async def apredict(self, model_input: Any = None, *, example: str | None = None) -> Any:
@@ -84,6 +86,7 @@ class Bundle:
         result = await asyncio.wrap_future(_LOOP.submit(runtime.predict(value)))
         if type(result) is ChunkStream:
             return _async_chunks(result)
+        sent(result)
         return result
 
     def submit(self, model_input: Any = None, *, example: str | None = None, priority: int | None = None,

@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from compat_suite import served  # noqa: F401 - fixtures are found by name
+from compat_suite import kingpost_only, load_compat, served  # noqa: F401 - fixtures are found by name
 
 PREDICT = "/v1/models/model:predict"
 BUNDLES = ["streaming_response_slot", "streaming_response_slot_plain", "streaming_response_slot_async"]
@@ -64,3 +64,18 @@ def test_client_leaving_mid_stream_frees_the_slot(served, bundle):
     assert r2.status_code == 200
     _, started = _started(r2.text.splitlines()[0])
     assert started - left < 2.0, started - left  # the slot was freed when the client left, not at the end
+
+
+@kingpost_only
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_in_process_a_returned_streaming_response_keeps_no_slot(load_compat, bundle):
+    model = load_compat(bundle)
+    kept = [model.predict({"chunks": 1})]  # its body is never read, and the response stays alive
+    done = threading.Event()
+
+    def second() -> None:
+        kept.append(model.predict({"chunks": 1}))
+        done.set()
+    threading.Thread(target=second, daemon=True).start()
+    assert done.wait(10), "the second predict waited for the first response, which no server sends"
+    assert type(kept[1]).__name__ == "StreamingResponse"
