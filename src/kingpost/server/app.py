@@ -228,9 +228,18 @@ class App:
                               "other")
 
     def cancellable(self, scope: Scope) -> bool:
-        """Whether a request whose client left may be cancelled wherever it waits (predict's may)."""
+        """Whether a request whose client left may be cancelled wherever it waits (predict's and V2
+        infer's may). Asked only when a client leaves before its answer, never per request."""
         path = scope.get("path")
-        return path in self._predict_paths or path in self._keyed_predict_paths
+        if path in self._predict_paths or path in self._keyed_predict_paths:
+            return True
+        if type(path) is not str or not path.endswith("/infer"):
+            return False
+        root = scope.get("root_path")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        route = self.router.match(path, "POST").route
+        return route is not None and route.name in _CANCELLABLE
 
     def _all_stats(self) -> list[RuntimeStats]:
         return [self.runtime.stats] if self.models is None else [r.stats for r in self.models.runtimes.values()]
@@ -582,6 +591,10 @@ class App:
             spec["paths"].update(openapi_paths())
         self._openapi = codecs.encode_json(spec)
         return spec
+
+
+# Routes (besides predict's, known by path) whose requests stop when their client leaves.
+_CANCELLABLE = frozenset({"v2_infer"})
 
 
 def _bad_host(host: bytes | None) -> str:
