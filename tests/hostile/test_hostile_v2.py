@@ -8,7 +8,8 @@ Bounds stated here (default limits unless a test says otherwise):
 - a Content-Type other than JSON, octet-stream or none is a 415, while tritonclient (sync: no
   Content-Type; aio: application/octet-stream), JSON and binary, still infers;
 - 50 V2 infers queued behind a held predict slot whose clients reset leave the queue within 2 s
-  (499 in the access log) and never reach predict.
+  (499 in the access log) and never reach predict;
+- an infer still waiting past ``--grace-period`` gets :predict's 503 JSON sentence (it was a plain 500).
 """
 
 from __future__ import annotations
@@ -178,3 +179,20 @@ def test_abandoned_v2_infers_leave_the_queue_at_once(serve: Callable[..., Server
         assert holder().json()["outputs"][0]["data"] == ["a"]
         assert live().json()["outputs"][0]["data"] == ["live"]
     assert "leaver" not in log.read_text()  # no abandoned infer ever reached predict
+
+
+def test_an_infer_stopped_by_the_shutdown_gets_a_503_in_json(serve: Callable[..., Server],
+                                                             copy_bundle: Callable[..., Path], tmp_path: Path) -> None:
+    server = serve(copy_bundle("v2_gate"), "--grace-period", "0.5")
+    gate, log = tmp_path / "gate", tmp_path / "log"
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        held = in_background(lambda: client.post("/v2/models/v2-gate/infer",
+                                                 json=_gate_request(tag="a", gate=str(gate), log=str(log))))
+        server.wait_until(lambda: log.exists() and "start a" in log.read_text(), "predict a to start")
+        stopped = time.monotonic()
+        server.stop()
+        answer = held()
+    gate.touch()  # lets the model's thread go
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"] == "the server is shutting down and stopped this request; retry."
+    assert time.monotonic() - stopped < 10

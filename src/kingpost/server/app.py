@@ -45,6 +45,7 @@ from kingpost.server.accesslog import AccessLog
 from kingpost.server.auth import ApiKeys
 from kingpost.server.bodies import BodyDecoder
 from kingpost.server.http import METHOD_NOT_ALLOWED, NOT_FOUND, error_answer, status_of
+from kingpost.server.http import SHUTTING_DOWN as _SHUTTING_DOWN
 from kingpost.server.http import header as _header
 from kingpost.server.http import respond as _respond
 from kingpost.server.jobs import JobRoutes, openapi_paths
@@ -643,7 +644,6 @@ def _watch_disconnect(receive: Receive) -> asyncio.Task[None]:
     return asyncio.get_running_loop().create_task(watch())
 
 
-_SHUTTING_DOWN = NotReadyError("the server is shutting down and stopped this request; retry.")
 
 
 def _answer(exc: KingpostError) -> tuple[int, bytes, bytes, Headers]:

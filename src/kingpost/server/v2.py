@@ -18,6 +18,7 @@ statuses of ``kingpost.server.http``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ from kingpost.errors import (
     UnsupportedMediaType,
 )
 from kingpost.predictor.streams import ChunkStream
-from kingpost.server.http import JSON, error_answer, header, respond, status_of
+from kingpost.server.http import JSON, SHUTTING_DOWN, error_answer, header, respond, status_of
 from kingpost.types import Params, Receive, Scope, Send, State
 
 if TYPE_CHECKING:
@@ -153,9 +154,11 @@ class V2:
         except ClientGone as exc:
             status = status_of(exc)
         except asyncio.CancelledError:
-            # The guard protocol cancels an infer whose client left (App.cancellable); anything
-            # else cancelling us (the server past --grace-period) goes on up.
+            # The guard protocol cancels an infer whose client left (App.cancellable); the server
+            # past --grace-period cancels the others: say so in JSON, as :predict does, then stop.
             if gone is None or not gone():
+                with contextlib.suppress(Exception):
+                    await self._error(send, SHUTTING_DOWN, "")
                 raise
             status = status_of(ClientGone())
         except Exception as exc:  # noqa: BLE001 - every error becomes an answer; the server keeps serving
