@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -62,21 +63,26 @@ def _np() -> Any:
     return numpy
 
 
-def decode_request(body: bytes, header_length: int | None) -> InferRequest:
+def decode_request(body: bytes, header_length: int | None,
+                   loads: Callable[[bytes], Any] | None = None) -> InferRequest:
     """Decode an infer body (JSON, or a JSON header plus binary tensors). Raises InputError.
 
     No tensor is allocated before its size is checked against the data sent (the body's size
-    bounds every tensor), so a claimed shape alone cannot make the server allocate.
+    bounds every tensor), so a claimed shape alone cannot make the server allocate. ``loads``
+    decodes the JSON header (the server passes its bounded decoder); without it, orjson's.
     """
     if header_length is not None and not 0 < header_length <= len(body):
         raise InputError(f"Inference-Header-Content-Length is {header_length}, but the body holds {len(body)} bytes.")
     header = body if header_length is None else body[:header_length]
     if not header:
         raise InputError("the request body is empty; expected an inference request.")
-    try:
-        request = orjson.loads(header)
-    except orjson.JSONDecodeError as exc:
-        raise InputError(f"the inference request is not valid JSON: {exc}.") from exc
+    if loads is not None:
+        request = loads(header)
+    else:
+        try:
+            request = orjson.loads(header)
+        except orjson.JSONDecodeError as exc:
+            raise InputError(f"the inference request is not valid JSON: {exc}.") from exc
     if not isinstance(request, dict):
         raise InputError("the inference request must be a JSON object with an 'inputs' list.")
     params = _params(request, "the request")

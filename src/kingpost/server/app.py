@@ -45,6 +45,7 @@ from kingpost.server.accesslog import AccessLog
 from kingpost.server.auth import ApiKeys
 from kingpost.server.bodies import BodyDecoder
 from kingpost.server.http import METHOD_NOT_ALLOWED, NOT_FOUND, error_answer, status_of
+from kingpost.server.http import SHUTTING_DOWN as _SHUTTING_DOWN
 from kingpost.server.http import header as _header
 from kingpost.server.http import respond as _respond
 from kingpost.server.jobs import JobRoutes, openapi_paths
@@ -228,9 +229,18 @@ class App:
                               "other")
 
     def cancellable(self, scope: Scope) -> bool:
-        """Whether a request whose client left may be cancelled wherever it waits (predict's may)."""
+        """Whether a request whose client left may be cancelled wherever it waits (predict's and V2
+        infer's may). Asked only when a client leaves before its answer, never per request."""
         path = scope.get("path")
-        return path in self._predict_paths or path in self._keyed_predict_paths
+        if path in self._predict_paths or path in self._keyed_predict_paths:
+            return True
+        if type(path) is not str or not path.endswith("/infer"):
+            return False
+        root = scope.get("root_path")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        route = self.router.match(path, "POST").route
+        return route is not None and route.name in _CANCELLABLE
 
     def _all_stats(self) -> list[RuntimeStats]:
         return [self.runtime.stats] if self.models is None else [r.stats for r in self.models.runtimes.values()]
@@ -585,6 +595,10 @@ class App:
         return spec
 
 
+# Routes (besides predict's, known by path) whose requests stop when their client leaves.
+_CANCELLABLE = frozenset({"v2_infer"})
+
+
 def _bad_host(host: bytes | None) -> str:
     shown = (host or b"").decode("latin-1")[:100]
     return (f"the Host header {shown!r} is not one this server answers to; "
@@ -631,7 +645,6 @@ def _watch_disconnect(receive: Receive) -> asyncio.Task[None]:
     return asyncio.get_running_loop().create_task(watch())
 
 
-_SHUTTING_DOWN = NotReadyError("the server is shutting down and stopped this request; retry.")
 
 
 def _answer(exc: KingpostError) -> tuple[int, bytes, bytes, Headers]:

@@ -17,6 +17,7 @@ object (a 1-byte empty map becomes a 64-byte dict) and JSON does the same at abo
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from kingpost import codecs
@@ -90,13 +91,17 @@ class BodyDecoder:
 
     def decode_off_loop(self, body: bytes, binary: bool) -> asyncio.Future[Any]:
         """:meth:`decode` on a thread of its own pool; await the returned future."""
+        return self.off_loop(self.decode, body, binary)
+
+    def off_loop(self, decode: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """``decode(*args)`` (any decode bounded by this decoder) on a thread of its pool."""
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
         future = loop.create_future()
 
         def run() -> None:
             try:
-                value = self.decode(body, binary)
+                value = decode(*args)
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
                 loop.call_soon_threadsafe(reject, future, exc)
             else:

@@ -26,6 +26,9 @@ from kingpost.types import Headers, Scope, Send
 
 logger = logging.getLogger("kingpost.server")
 
+# The answer to a request the server stopped past --grace-period (:predict and V2 infer).
+SHUTTING_DOWN = NotReadyError("the server is shutting down and stopped this request; retry.")
+
 # Most specific first: the first matching class decides. Readiness (NotReadyError while loading or
 # unhealthy, ModelLoadError once loading failed), a request stopped by the shutdown (NotReadyError)
 # and a client that left (ClientGone: logged as 499, nothing is sent) are answered from here too.

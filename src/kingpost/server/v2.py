@@ -17,15 +17,25 @@ statuses of ``kingpost.server.http``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import zlib
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from kingpost import codecs, codecs_v2
 from kingpost._version import __version__
-from kingpost.errors import InputError, ModelError, ModelLoadError, ModelNotFoundError, RequestError
+from kingpost.errors import (
+    ClientGone,
+    InputError,
+    ModelError,
+    ModelLoadError,
+    ModelNotFoundError,
+    RequestError,
+    UnsupportedMediaType,
+)
 from kingpost.predictor.streams import ChunkStream
-from kingpost.server.http import JSON, error_answer, header, respond
+from kingpost.server.http import JSON, SHUTTING_DOWN, error_answer, header, respond, status_of
 from kingpost.types import Params, Receive, Scope, Send, State
 
 if TYPE_CHECKING:
@@ -36,6 +46,9 @@ EXTENSIONS = ["binary_tensor_data", "parameters", "model_repository"]
 VERSION = "1"  # a bundle has one version
 _OCTET = b"application/octet-stream"
 _EMPTY = b"{}"
+# What an infer body may be labelled: JSON, the binary extension's octet-stream (tritonclient's aio
+# client sends it for JSON too), or nothing (tritonclient's sync client sends no Content-Type).
+_INFER_MEDIA = (JSON, _OCTET)
 
 
 class V2:
@@ -44,6 +57,8 @@ class V2:
     def __init__(self, app: App) -> None:
         self.app = app
         self._server = codecs.encode_json({"name": "kingpost", "version": __version__, "extensions": EXTENSIONS})
+        decoder = app.decoder
+        self._loads = lambda head: decoder.decode(head, False)  # the JSON header, within the limits
 
     # -- health and metadata --------------------------------------------------------------------
 
@@ -104,7 +119,12 @@ class V2:
         start = perf_counter()
         status = 200
         request: codecs_v2.InferRequest | None = None
+        gone = None
+        if app._uvicorn:
+            cycle = receive.__self__  # type: ignore[attr-defined]
+            gone = lambda: cycle.disconnected  # noqa: E731
         try:
+            _check_media(header(scope, b"content-type"))
             version = params.get("version")
             if version is not None and version != VERSION:
                 raise ModelNotFoundError(f"model {params['model']!r} has one version, {VERSION}; found {version!r}.")
@@ -113,24 +133,34 @@ class V2:
             length = header(scope, b"inference-header-content-length")
             if length is not None and not length.isdigit():
                 raise InputError(f"Inference-Header-Content-Length must be a number of bytes, found {length!r}.")
-            request = codecs_v2.decode_request(body, int(length) if length is not None else None)
+            head = int(length) if length is not None else None
+            if len(body) > app._decode_in_thread:  # as :predict does: a big body is decoded off the loop
+                request = await app.decoder.off_loop(codecs_v2.decode_request, body, head, self._loads)
+            else:
+                request = codecs_v2.decode_request(body, head, self._loads)
             signature = runtime.config.signature
             if signature is not None and signature.inputs:
                 codecs_v2.check_inputs(request, signature)
-            gone = None
-            if app._uvicorn:
-                cycle = receive.__self__  # type: ignore[attr-defined]
-                gone = lambda: cycle.disconnected  # noqa: E731
             result = await runtime.predict(codecs_v2.model_input(request), gone=gone)
             if type(result) is ChunkStream:
                 await result.aclose()
                 raise ModelError("predict", "the model streams its output, and a V2 infer answers with whole "
                                             "tensors; call its :predict route instead")
-            out, head = codecs_v2.encode_response(result, request, params["model"], signature, version)
-            if head is None:
+            out, out_head = codecs_v2.encode_response(result, request, params["model"], signature, version)
+            if out_head is None:
                 await respond(send, 200, out)
             else:
-                await respond(send, 200, out, _OCTET, [(b"inference-header-content-length", str(head).encode())])
+                await respond(send, 200, out, _OCTET, [(b"inference-header-content-length", str(out_head).encode())])
+        except ClientGone as exc:
+            status = status_of(exc)
+        except asyncio.CancelledError:
+            # The guard protocol cancels an infer whose client left (App.cancellable); the server
+            # past --grace-period cancels the others: say so in JSON, as :predict does, then stop.
+            if gone is None or not gone():
+                with contextlib.suppress(Exception):
+                    await self._error(send, SHUTTING_DOWN, "")
+                raise
+            status = status_of(ClientGone())
         except Exception as exc:  # noqa: BLE001 - every error becomes an answer; the server keeps serving
             given = header(scope, b"x-request-id")
             request_id = given.decode("latin-1") if given else (request.id if request and request.id else "-")
@@ -188,6 +218,17 @@ class V2:
             await self._error(send, exc, "")
             return
         await respond(send, 200, _EMPTY)
+
+
+def _check_media(content_type: bytes | None) -> None:
+    """415 unless the body is labelled as the protocol allows: JSON, octet-stream or nothing."""
+    if content_type is None or content_type == JSON:
+        return
+    media = content_type.partition(b";")[0].strip().lower()
+    if media in _INFER_MEDIA:
+        return
+    raise UnsupportedMediaType(f"the request's Content-Type is {content_type.decode('latin-1')[:100]!r}; a V2 infer "
+                               "body is application/json, or application/octet-stream with binary tensors.")
 
 
 def _tensor(t: Any) -> dict[str, Any]:
