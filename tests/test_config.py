@@ -81,6 +81,14 @@ BAD_CONFIGS = {
         "expected valid YAML, found <a syntax error at line 2, column 6: mapping values are not allowed "
         "in this context>.",
     ),
+    "zero stream_buffer_bytes": (
+        "runtime:\n  limits:\n    stream_buffer_bytes: 0\n",
+        "runtime.limits.stream_buffer_bytes: expected an integer >= 1, found 0.",
+    ),
+    "stream_buffer_bytes as a size string": (
+        "runtime:\n  limits:\n    stream_buffer_bytes: 1Mi\n",
+        "runtime.limits.stream_buffer_bytes: expected an integer >= 1, found '1Mi'.",
+    ),
     "duplicate key": (
         "model_name: a\nmodel_name: b\n",
         "model_name: expected each key once, found <the key twice, on lines 1 and 2>.",
@@ -145,6 +153,20 @@ def test_unknown_keys_are_kept_and_warned_about_once(tmp_path: Path, caplog: pyt
     assert config.extra == {"serving_flavour": "fast"}
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [f"{tmp_path / 'config.yaml'}: unknown key 'serving_flavour' is kept and ignored."]
+
+
+def test_stream_room_is_in_bytes_and_the_chunk_key_it_replaced_still_loads(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert load_config(write_config(tmp_path, "model_name: x\n")).runtime.limits.stream_buffer_bytes == 1024 * 1024
+    write_config(tmp_path, "runtime:\n  limits:\n    stream_buffer_bytes: 65536\n")
+    assert load_config(tmp_path).runtime.limits.stream_buffer_bytes == 65536
+    write_config(tmp_path, "runtime:\n  limits:\n    stream_buffer_chunks: 64\n")
+    with caplog.at_level(logging.WARNING, logger="kingpost"):
+        config = load_config(tmp_path)
+    assert config.runtime.limits.stream_buffer_bytes == 1024 * 1024
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"{tmp_path / 'config.yaml'}: runtime.limits.stream_buffer_chunks is no longer read "
+                        "(the bound is in bytes now): set runtime.limits.stream_buffer_bytes instead."]
 
 
 def test_defaults_are_truss_defaults(tmp_path: Path) -> None:

@@ -138,15 +138,17 @@ def test_a_slow_reader_holds_the_predict_slot_and_the_generator(tmp_path: Path) 
 
 def test_in_process_a_slow_reader_holds_the_predict_slot(tmp_path: Path) -> None:
     """The same through kingpost.load: a caller that stops reading its chunks keeps the generator
-    waiting (within runtime.limits.stream_buffer_chunks) and the only predict slot taken."""
+    waiting (within runtime.limits.stream_buffer_bytes, 1 MiB) and the only predict slot taken."""
     log = tmp_path / "log"
+    size = 64 * 1024
     bundle = kingpost.load(bundle_path("stream_slot"))
     try:
-        chunks = iter(bundle.predict({"chunks": 200, "size": 4, "log": str(log)}))
-        assert next(chunks) == b"xxxx"
+        chunks = iter(bundle.predict({"chunks": 200, "size": size, "log": str(log)}))
+        assert next(chunks) == b"x" * size
         time.sleep(0.5)  # reads nothing meanwhile
         ahead = _progress(log)
-        assert ahead and not ahead.startswith("done") and int(ahead) <= 20, ahead  # 16 of room, one in hand
+        # 1 MiB of room is 16 of these chunks (the 16th goes in below the bound), one taken, one in hand
+        assert ahead and not ahead.startswith("done") and int(ahead) <= 20, ahead
 
         second: dict[str, object] = {}
         thread = threading.Thread(target=lambda: second.update(
@@ -161,5 +163,39 @@ def test_in_process_a_slow_reader_holds_the_predict_slot(tmp_path: Path) -> None
         assert second["body"] == b"xxxxxx"
         assert second["at"] >= drained_at - 0.5
         assert _progress(log) == "done 200"
+    finally:
+        bundle.close()
+
+
+@pytest.mark.parametrize("bundle_name", ["stream_tokens", "stream_tokens_async"], ids=["sync", "async"])
+@pytest.mark.parametrize("kind, count, every, room", [
+    ("text", 40_000, 100, 1024 * 1024 // (5 + 64) + 1),  # a 5-character token counts 5 + 64 bytes
+    ("dict", 5_000, 16, 1024 * 1024 // 1024),  # a chunk that is not bytes or text counts 1 KiB
+], ids=["text", "dict"])
+def test_the_room_is_counted_in_bytes_for_small_and_non_bytes_chunks(
+        tmp_path: Path, bundle_name: str, kind: str, count: int, every: int, room: int) -> None:
+    """runtime.limits.stream_buffer_bytes (1 MiB) bounds a stream of tiny chunks by their bytes plus
+    a per-chunk overhead, and one of dicts at 1 KiB a chunk: a reader that stops after the first chunk
+    lets the generator run thousands of chunks ahead (a chunk count of 16 would have stopped it at 17),
+    but no further than the room; then the reader gets every chunk, in order."""
+    log = tmp_path / "log"
+    bundle = kingpost.load(bundle_path(bundle_name))
+    try:
+        chunks = iter(bundle.predict({"chunks": count, "kind": kind, "log": str(log), "every": every}))
+        first = next(chunks)
+        assert first == ("tok. " if kind == "text" else {"token": 0})
+        deadline = time.monotonic() + 20
+        while not _progress(log).startswith("done") and int(_progress(log) or 0) < room * 9 // 10:
+            assert time.monotonic() < deadline, f"the generator stopped at {_progress(log)!r}, far inside its room"
+            time.sleep(0.05)
+        time.sleep(0.3)  # reads nothing meanwhile
+        ahead = _progress(log)
+        assert not ahead.startswith("done"), "the generator ran to its end ahead of a reader that reads nothing"
+        assert room * 9 // 10 <= int(ahead) <= room + 2, ahead  # the room, the chunk taken, one in hand
+        rest = list(chunks)
+        assert len(rest) == count - 1
+        if kind == "dict":
+            assert [c["token"] for c in rest] == list(range(1, count))
+        assert _progress(log) == f"done {count}"
     finally:
         bundle.close()

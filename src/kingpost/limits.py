@@ -13,7 +13,7 @@ same things with similar figures. ``null`` turns off the limits that say so.
 | idle_timeout_s | 30 | a keep-alive connection with no request in progress is closed after this |
 | max_connections | 4096 | open connections; past it the longest-idle one is closed (the new one if none is) |
 | write_timeout_s | 60 | a client that reads nothing of a response for this long is disconnected |
-| stream_buffer_chunks | 16 | chunks a streaming predict may run ahead of the client; then its generator waits |
+| stream_buffer_bytes | 1048576 | bytes of chunks a stream may run ahead of its client; then its generator waits |
 | max_decode_elements | 1000000 | values in a decoded JSON or msgpack body; more is a 413 |
 | max_decode_depth | 64 | nesting of a decoded body; deeper is a 400 |
 | decode_in_thread_bytes | 1048576 | bodies larger than this are decoded off the event loop |
@@ -23,10 +23,13 @@ same things with similar figures. ``null`` turns off the limits that say so.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, fields
 from typing import Any
 
 from kingpost import defaults
+
+logger = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 
@@ -40,7 +43,7 @@ class Limits:
     idle_timeout_s: float = defaults.KEEP_ALIVE_S
     max_connections: int = defaults.MAX_CONNECTIONS
     write_timeout_s: float = defaults.WRITE_TIMEOUT_S
-    stream_buffer_chunks: int = defaults.STREAM_BUFFER_CHUNKS
+    stream_buffer_bytes: int = defaults.STREAM_BUFFER_BYTES
     max_decode_elements: int = defaults.MAX_DECODE_ELEMENTS
     max_decode_depth: int = defaults.MAX_DECODE_DEPTH
     decode_in_thread_bytes: int = defaults.DECODE_IN_THREAD_BYTES
@@ -49,11 +52,17 @@ class Limits:
 
 
 KEYS = frozenset(f.name for f in fields(Limits))
+REPLACED = {"stream_buffer_chunks": "stream_buffer_bytes"}
+"""Keys read no more, and what replaced them: a config that has one still loads, with a warning."""
 
 
 def parse_limits(reader: Any) -> Limits:
     """Read ``runtime.limits`` through config's typed reader (``reader`` is a ``config._Reader``)."""
-    reader.warn_unknown(KEYS)
+    reader.warn_unknown(KEYS | REPLACED.keys())
+    for old, new in REPLACED.items():
+        if old in reader.data:
+            logger.warning("%s: %s%s is no longer read (the bound is in bytes now): set %s%s instead.",
+                           reader.path, reader.prefix, old, reader.prefix, new)
     d = Limits()
     stuck = reader.get("predict_stuck_s")
     hosts = reader.get("allowed_hosts")
@@ -67,7 +76,7 @@ def parse_limits(reader: Any) -> Limits:
         idle_timeout_s=reader.number("idle_timeout_s", d.idle_timeout_s, minimum=0.1),
         max_connections=reader.integer("max_connections", d.max_connections, minimum=1),
         write_timeout_s=reader.number("write_timeout_s", d.write_timeout_s, minimum=0.1),
-        stream_buffer_chunks=reader.integer("stream_buffer_chunks", d.stream_buffer_chunks, minimum=1),
+        stream_buffer_bytes=reader.integer("stream_buffer_bytes", d.stream_buffer_bytes, minimum=1),
         max_decode_elements=reader.integer("max_decode_elements", d.max_decode_elements, minimum=1),
         max_decode_depth=reader.integer("max_decode_depth", d.max_decode_depth, minimum=1),
         decode_in_thread_bytes=reader.integer("decode_in_thread_bytes", d.decode_in_thread_bytes, minimum=0),

@@ -330,7 +330,7 @@ class Runtime:
         rt = self.config.runtime
         cls = TaskPredictor if predict.kind in (HookKind.ASYNC, HookKind.ASYNC_GENERATOR) else ThreadPredictor
         self._predictor = cls(predict, slots=rt.predict_concurrency, batching=rt.batching, max_queue=rt.max_queue,
-                              loop=self._loop, stream_buffer=rt.limits.stream_buffer_chunks)
+                              loop=self._loop, stream_buffer=rt.limits.stream_buffer_bytes)
 
     def _wire_extended(self, hooks: loader.ModelHooks) -> None:
         """Bind every method to an Invocation (decided here, once); one predictor serves them all."""

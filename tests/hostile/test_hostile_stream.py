@@ -1,6 +1,6 @@
 """A streaming client that reads nothing: predict's generator waits for it, within a bound.
 
-tests/bundles/stream_flood streams up to 2 GiB in 1 MiB chunks with ``stream_buffer_chunks: 4``
+tests/bundles/stream_flood streams up to 2 GiB in 1 MiB chunks with ``stream_buffer_bytes`` 4 MiB
 and ``write_timeout_s: 3``. Bounds stated here: while the client reads nothing, the generator gets
 no further than 24 chunks (the buffer, the socket buffers and one chunk in hand) and the server's
 RSS grows less than 80 MiB (the old server buffered all of it: 238 MB for 200 MiB); 3 s after the

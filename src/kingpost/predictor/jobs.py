@@ -49,7 +49,7 @@ class Predictor:
     def __init__(self, hook: Hook, *, slots: int, batching: Batching | None, max_queue: int | None,
                  loop: asyncio.AbstractEventLoop, stream_buffer: int = 0) -> None:
         self._hook = hook
-        self._room = stream_buffer  # chunks a stream may hold unread before its generator waits (0: any)
+        self._room = stream_buffer  # bytes a stream may hold unread before its generator waits (0: any)
         self._abandoned = 0  # queued jobs whose caller left; written on the loop only
         self._streams = hook.kind.streams
         self._slots = slots

@@ -8,10 +8,18 @@ A chunk's trip costs what the server's own send costs, measured (``bench/stream_
 - The reader takes chunks with :meth:`ChunkStream.take`, a plain call; it awaits
   (:meth:`ChunkStream.wait`, one future) only when none is ready. ``async for`` works too, for the
   front doors that are not on the hot path.
-- Backpressure costs a length check per chunk: past ``room`` unread chunks the producer waits, a
-  predict thread on a lock, an async generator on a future, and the reader wakes it
-  once half the room is free (woken at every chunk taken, a predict thread and the loop would
-  trade the GIL once per chunk: 1-3 µs of CPU each, measured).
+- Backpressure is counted in bytes (``runtime.limits.stream_buffer_bytes``), since memory is what it
+  bounds: a chunk costs its length (text: its length in characters) plus ``CHUNK_OVERHEAD`` (its
+  object and its slot in the deque, so a stream of tiny tokens is bounded too); a chunk that is
+  neither bytes nor text (a dict, a number) is counted as ``OTHER_CHUNK_BYTES``. The producer adds
+  a chunk's cost, the reader subtracts it, each to a counter only it writes (no lock between the
+  predict thread and the loop). While ``room`` bytes are unread the producer waits before its next
+  chunk (so at most ``room`` plus one chunk wait), a predict thread on a lock, an async generator on
+  a future, and the reader wakes it once half the room is free (woken at every chunk taken, a
+  predict thread and the loop would trade the GIL once per chunk: 1-3 µs of CPU each, measured).
+  A room of 16 chunks (the bound before) made a sync generator faster than its client wait every 8
+  chunks, each wait a GIL hand-over between two threads; 1 MiB is ~15,000 short tokens of room and
+  one 1 MiB chunk (``bench/stream_profile.py``, ``/work/notes``' issue 20).
 """
 
 from __future__ import annotations
@@ -33,6 +41,24 @@ EMPTY = object()
 """What :meth:`ChunkStream.take` returns while no chunk is ready."""
 
 
+CHUNK_OVERHEAD = 64
+"""Bytes a chunk is counted at beyond its payload: a bytes/str object's header and its deque slot."""
+OTHER_CHUNK_BYTES = 1024
+"""Bytes a chunk that is neither bytes nor text (a dict, a list, a number) is counted at."""
+
+
+def chunk_cost(item: Any) -> int:
+    """What ``item`` counts against a stream's room, in bytes (0 for END and a Failure)."""
+    t = type(item)
+    if t is bytes or t is str or t is bytearray:
+        return len(item) + CHUNK_OVERHEAD
+    if t is memoryview:
+        return int(item.nbytes) + CHUNK_OVERHEAD
+    if item is END or t is Failure:
+        return 0
+    return OTHER_CHUNK_BYTES
+
+
 class Failure:
     """Put into a stream when the generator raised: the reader raises ``error``."""
 
@@ -45,13 +71,13 @@ class Failure:
 class ChunkStream:
     """The output of a streaming predict, read with ``async for``; ``aclose()`` abandons it.
 
-    At most ``room`` chunks wait for the reader (0: no bound): past that, the producer waits in
+    While ``room`` bytes of chunks (:func:`chunk_cost`) are unread (0: no bound), the producer waits in
     :meth:`put_from_thread` (a predict thread) or :meth:`put_async` (an async generator), so a client
     that reads slowly slows the generator instead of filling memory.
     """
 
-    __slots__ = ("_blocked", "_cap", "_done", "_job", "_loop", "_ready", "_resume_at", "_space", "_space_future",
-                 "_waiter", "_wake_pending")
+    __slots__ = ("_blocked", "_cap", "_done", "_job", "_loop", "_put", "_ready", "_resume_at", "_space",
+                 "_space_future", "_taken", "_waiter", "_wake_pending")
 
     def __init__(self, job: Job, loop: asyncio.AbstractEventLoop, room: int = 0) -> None:
         self._job = job
@@ -61,8 +87,10 @@ class ChunkStream:
         self._waiter: asyncio.Future[None] | None = None  # the reader, waiting for a chunk
         self._wake_pending = False  # a predict thread asked the loop to run _wake, which has not run yet
         self._cap = room
+        self._put = 0  # bytes of chunks put (chunk_cost); written by the producer only
+        self._taken = 0  # bytes of chunks taken; written by the reader only
         self._blocked = False  # the producer waits for room ...
-        self._resume_at = 0  # ... until no more than this many chunks are unread (half the room: hysteresis)
+        self._resume_at = 0  # ... until no more than this many bytes are unread (half the room: hysteresis)
         self._space: threading.Lock | None = None  # ... a predict thread, here (held while it may wait)
         self._space_future: asyncio.Future[None] | None = None  # ... an async generator, here
 
@@ -70,6 +98,7 @@ class ChunkStream:
 
     def put(self, item: Any) -> None:
         """On the loop: add ``item`` (a chunk, END or a Failure) without waiting for room."""
+        self._put += chunk_cost(item)
         self._ready.append(item)
         waiter = self._waiter
         if waiter is not None:
@@ -78,20 +107,20 @@ class ChunkStream:
                 waiter.set_result(None)
 
     def full(self) -> bool:
-        """Whether ``room`` chunks are unread (an async producer then awaits :meth:`room`)."""
-        return bool(self._cap) and len(self._ready) >= self._cap
+        """Whether ``room`` bytes are unread (an async producer then awaits :meth:`room`)."""
+        return bool(self._cap) and self._put - self._taken >= self._cap
 
     async def room(self) -> None:
-        """On the loop: until fewer than ``room`` chunks are unread, or the reader left."""
+        """On the loop: until fewer than ``room`` bytes are unread, or the reader left."""
         cap = self._cap
-        while cap and len(self._ready) >= cap and not self._job.cancelled:
+        while cap and self._put - self._taken >= cap and not self._job.cancelled:
             self._resume_at = cap // 2
             self._blocked = True
             self._space_future = self._loop.create_future()
             await self._space_future
 
     async def put_async(self, item: Any) -> None:
-        """On the loop: add a chunk, first waiting while ``room`` chunks are unread (or until the reader left)."""
+        """On the loop: add a chunk, first waiting while ``room`` bytes are unread (or until the reader left)."""
         await self.room()
         self.put(item)
 
@@ -102,12 +131,13 @@ class ChunkStream:
     def put_from_thread(self, item: Any) -> bool:
         """On a predict thread: add a chunk, first waiting for room; False (nothing added) once the reader left."""
         cap = self._cap
-        ready = self._ready
-        if cap and len(ready) >= cap and not self._wait_room():
+        if cap and self._put - self._taken >= cap and not self._wait_room():
             return False
         if self._job.cancelled:
             return False
-        ready.append(item)
+        t = type(item)
+        self._put += len(item) + CHUNK_OVERHEAD if t is str or t is bytes else chunk_cost(item)
+        self._ready.append(item)
         if not self._wake_pending:  # else the pending wake will find this chunk too
             self._wake_pending = True
             self._loop.call_soon_threadsafe(self._wake)
@@ -121,7 +151,7 @@ class ChunkStream:
     def wait_taken(self) -> None:
         """On a predict thread: until the reader took every chunk (or left); the first chunk's way out."""
         if self._ready:
-            self._wait_room(1)
+            self._wait_room(1)  # resume at 1 // 2: nothing unread
 
     def _wait_room(self, cap: int = 0) -> bool:
         space = self._space
@@ -130,8 +160,8 @@ class ChunkStream:
             space.acquire()
         resume_at = self._resume_at = (cap or self._cap) // 2
         while True:
-            self._blocked = True  # set before the length is read again: see take()
-            if len(self._ready) <= resume_at:
+            self._blocked = True  # set before the count is read again: see take()
+            if self._put - self._taken <= resume_at:
                 return True
             if self._job.cancelled:
                 return False
@@ -162,13 +192,19 @@ class ChunkStream:
         if not ready:
             return END if self._done else EMPTY
         item = ready.popleft()
-        if self._blocked and len(ready) <= self._resume_at:
-            self._made_room()
-        if item is END:
+        t = type(item)
+        if t is str or t is bytes:
+            self._taken += len(item) + CHUNK_OVERHEAD
+        elif item is END:
             self._done = True
-        elif type(item) is Failure:
+            return item
+        elif t is Failure:
             self._done = True
             raise item.error
+        else:
+            self._taken += chunk_cost(item)
+        if self._blocked and self._put - self._taken <= self._resume_at:
+            self._made_room()
         return item
 
     async def wait(self, timeout: float | None = None) -> None:
