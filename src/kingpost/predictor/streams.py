@@ -19,7 +19,7 @@ A chunk's trip costs what the server's own send costs, measured (``bench/stream_
   predict thread and the loop would trade the GIL once per chunk: 1-3 µs of CPU each, measured).
   A room of 16 chunks (the bound before) made a sync generator faster than its client wait every 8
   chunks, each wait a GIL hand-over between two threads; 1 MiB is ~15,000 short tokens of room and
-  one 1 MiB chunk (``bench/stream_profile.py``, ``/work/notes``' issue 20).
+  one 1 MiB chunk (measured: ``bench/stream_profile.py``, and ``bench/run.py``'s stream cases).
 """
 
 from __future__ import annotations
