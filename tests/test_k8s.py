@@ -102,12 +102,14 @@ def test_output_is_deterministic() -> None:
     assert first.returncode == 0 and first.stdout == second.stdout and first.stdout
 
 
-def test_changing_config_changes_exactly_the_fields_it_should(copy_bundle: Callable[..., Path]) -> None:
-    def fields(bundle: Path) -> dict[str, Any]:
-        result = run_k8s(str(bundle), "--image", "img:1")
-        assert result.returncode == 0, result.stderr
-        return flatten(docs_of(result.stdout))
+def fields(bundle: Path) -> dict[str, Any]:
+    """The manifests of ``bundle`` (image img:1) as flat {dotted path: value}."""
+    result = run_k8s(str(bundle), "--image", "img:1")
+    assert result.returncode == 0, result.stderr
+    return flatten(docs_of(result.stdout))
 
+
+def test_changing_config_changes_exactly_the_fields_it_should(copy_bundle: Callable[..., Path]) -> None:
     bundle = copy_bundle("echo")
     base = fields(bundle)
     resized = fields(edit(bundle, resources={"cpu": "3", "memory": "6Gi"}))
@@ -118,11 +120,6 @@ def test_changing_config_changes_exactly_the_fields_it_should(copy_bundle: Calla
 
 
 def test_changing_the_model_name_renames_everything_and_nothing_else(copy_bundle: Callable[..., Path]) -> None:
-    def fields(bundle: Path) -> dict[str, Any]:
-        result = run_k8s(str(bundle), "--image", "img:1")
-        assert result.returncode == 0, result.stderr
-        return flatten(docs_of(result.stdout))
-
     bundle = copy_bundle("echo")
     base = fields(bundle)
     renamed = fields(edit(bundle, model_name="Other Model"))
@@ -132,11 +129,6 @@ def test_changing_the_model_name_renames_everything_and_nothing_else(copy_bundle
 
 
 def test_a_gpu_adds_the_gpu_fields_only(copy_bundle: Callable[..., Path]) -> None:
-    def fields(bundle: Path) -> dict[str, Any]:
-        result = run_k8s(str(bundle), "--image", "img:1")
-        assert result.returncode == 0, result.stderr
-        return flatten(docs_of(result.stdout))
-
     bundle = copy_bundle("echo")
     base = fields(bundle)
     gpu = fields(edit(bundle, resources={"use_gpu": True}))
