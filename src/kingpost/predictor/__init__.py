@@ -15,4 +15,8 @@ thread, and must not rely on thread-local state. An async predict runs on the sa
 tasks on the loop. With batching, a worker gathers up to ``max_batch_size`` jobs, waiting at most
 ``max_wait_ms`` after the oldest arrived, and is the only caller of ``predict(list)``. A streaming
 predict keeps its worker (its slot) until the generator ends, fails or is abandoned by its consumer.
+With one slot, a generator predict whose streams proved fast (``INLINE_AFTER`` streams in a row
+with their ``next()`` calls under ``INLINE_MAX_S``) is driven on the loop itself, one ``next()`` per
+chunk its reader takes, while the jobs that arrive wait for the slot; a ``next()`` that proves slow
+hands the rest of that stream to the predict thread.
 """

@@ -76,7 +76,7 @@ class ChunkStream:
     that reads slowly slows the generator instead of filling memory.
     """
 
-    __slots__ = ("_blocked", "_cap", "_done", "_job", "_loop", "_put", "_ready", "_resume_at", "_space",
+    __slots__ = ("_blocked", "_cap", "_done", "_driver", "_job", "_loop", "_put", "_ready", "_resume_at", "_space",
                  "_space_future", "_taken", "_waiter", "_wake_pending")
 
     def __init__(self, job: Job, loop: asyncio.AbstractEventLoop, room: int = 0) -> None:
@@ -93,6 +93,7 @@ class ChunkStream:
         self._resume_at = 0  # ... until no more than this many bytes are unread (half the room: hysteresis)
         self._space: threading.Lock | None = None  # ... a predict thread, here (held while it may wait)
         self._space_future: asyncio.Future[None] | None = None  # ... an async generator, here
+        self._driver: LoopDriver | None = None  # while set, take() calls the generator itself (on the loop)
 
     # -- the producer ------------------------------------------------------------------------------
 
@@ -190,6 +191,9 @@ class ChunkStream:
         """The next chunk if one is ready, else EMPTY; END once the stream ended. Raises the generator's error."""
         ready = self._ready
         if not ready:
+            driver = self._driver
+            if driver is not None:
+                return driver.pull()
             return END if self._done else EMPTY
         item = ready.popleft()
         t = type(item)
@@ -210,6 +214,9 @@ class ChunkStream:
     async def wait(self, timeout: float | None = None) -> None:
         """Until a chunk (or the end) is ready to take; TimeoutError past ``timeout`` seconds."""
         if self._ready or self._done:
+            return
+        if self._driver is not None:  # take() gave the loop a turn: this is it
+            await asyncio.sleep(0)
             return
         loop = self._loop
         waiter = self._waiter = loop.create_future()
@@ -246,6 +253,10 @@ class ChunkStream:
 
     def abandon(self) -> None:
         """On the loop: no one will read this stream; a producer waiting for room wakes and stops."""
+        driver = self._driver
+        if driver is not None:  # a generator driven here: closed here, its slot freed
+            self._driver = None
+            driver.close()
         if not self._done:  # abandoned before its end: stop the generator (an async one at once)
             self._job.abandon()
         self._done = True
@@ -254,6 +265,24 @@ class ChunkStream:
 
     async def aclose(self) -> None:
         self.abandon()
+
+
+class LoopDriver:
+    """What drives a generator on the event loop, one ``next()`` per :meth:`ChunkStream.take`.
+
+    Set as a stream's ``_driver`` by a predictor that found the generator fast (see
+    ``ThreadPredictor``): a chunk is made when the reader wants one, so there is nothing to wait for
+    and nothing to bound, and no thread is woken. :meth:`pull` returns a chunk, END (the stream's
+    ``_done`` set), or EMPTY when the loop is owed a turn (the reader's ``wait()`` then yields once);
+    it raises what the generator raised.
+    """
+
+    def pull(self) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """The reader left before the end: close the generator and free what it holds."""
+        raise NotImplementedError
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from time import perf_counter
 from types import GeneratorType
 from typing import Any
 
@@ -16,26 +20,34 @@ from kingpost.errors import ClientGone, KingpostError
 from kingpost.predictor.batching import batch_inputs, hand_out, window
 from kingpost.predictor.held import Held, hold, is_streaming_response
 from kingpost.predictor.jobs import QUEUE, Job, Predictor
-from kingpost.predictor.streams import END, ChunkStream, Failure
+from kingpost.predictor.streams import EMPTY, END, ChunkStream, Failure, LoopDriver
 
 _STOP = object()
+logger = logging.getLogger("kingpost")
 
-INLINE_MAX_S = 0.0001
-"""A sync predict is called on the event loop only while its calls take less than this: a hand-off
-to a predict thread and back costs ~10-15 us of CPU and two context switches, and a call this short
-delays the loop's other requests less than that hand-off would."""
+INLINE_MAX_S = float(os.environ.get("KINGPOST_INLINE_MAX_S", "0.0001"))
+"""A sync predict (or a generator predict's ``next()``) is called on the event loop only while its
+calls take less than this: a hand-off to a predict thread and back costs ~10-15 us of CPU and two
+context switches, and a call this short delays the loop's other requests less than that hand-off
+would. ``$KINGPOST_INLINE_MAX_S`` sets it (0 keeps predict off the loop)."""
 INLINE_AFTER = 32
 """Consecutive calls under INLINE_MAX_S before predict is called on the loop; multiplied by 4 (up to
 INLINE_AFTER_MAX) each time a call on the loop took longer, so a predict that is only sometimes slow
 stops blocking the loop."""
 INLINE_AFTER_MAX = 1 << 20
+LOOP_TURN_S = 0.002
+"""A generator driven on the loop gives the loop a turn at least this often (its chunks' sends need
+not: a socket that takes them at once never makes the sender wait)."""
 
 
 class _PumpJob(Job):
-    """A generator returned by a predict called on the loop: a predict thread drives it into ``stream``."""
+    """A generator for a predict thread to drive into ``stream``: one a predict called on the loop
+    returned, or one the loop was driving until a ``next()`` proved slow (``started`` is then its
+    predict's start, for Hook.finished once it ends)."""
 
-    __slots__ = ("stream",)
+    __slots__ = ("started", "stream")
     stream: ChunkStream
+    started: float | None
 
 
 class ThreadPredictor(Predictor):
@@ -46,8 +58,14 @@ class ThreadPredictor(Predictor):
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._outstanding = 0  # jobs submitted and not yet settled; read and written on the loop only
         self._fast = 0  # consecutive calls under INLINE_MAX_S (written by the predict threads too)
-        inline = not self._streams and self._batching is None
+        self._parked: deque[Job] | None = None  # jobs submitted while the loop drives a generator (its slot)
+        # A generator predict whose streams proved fast is driven on the loop, one slot only: with more,
+        # a thread could not tell that the loop holds one of them.
+        loop_streams = self._streams and self._slots == 1 and self._batching is None
+        inline = (not self._streams or loop_streams) and self._batching is None
         self._inline_after = INLINE_AFTER if inline else INLINE_AFTER_MAX + 1
+        if loop_streams:
+            self.inline = self._inline_stream  # type: ignore[method-assign]
         self._threads = [threading.Thread(target=self._work, name=f"kingpost-predict-{i}", daemon=True)
                          for i in range(self._slots)]
         for t in self._threads:
@@ -68,8 +86,49 @@ class ThreadPredictor(Predictor):
         self._call_one = self._call_one_holding  # type: ignore[method-assign]
 
     def submit(self, job: Job) -> None:
-        super().submit(job)
+        parked = self._parked
+        if parked is not None:  # the loop drives a generator: its slot is taken until it ends
+            self.admit()
+            parked.append(job)
+        else:
+            super().submit(job)
         self._outstanding += 1
+
+    @property
+    def waiting(self) -> int:
+        parked = self._parked
+        return max(0, self._queue.qsize() + (len(parked) if parked is not None else 0) - self._abandoned)
+
+    def _unpark(self, first: Job | None = None) -> None:
+        """The loop no longer holds the slot: the jobs that waited for it go to the threads (``first`` first)."""
+        parked, self._parked = self._parked, None
+        put = self._queue.put
+        if first is not None:
+            put(first)
+        if parked:
+            for job in parked:
+                put(job)
+
+    def _inline_stream(self, value: Any, gone: Callable[[], bool] | None) -> Any:
+        """``inline`` for a generator predict: drive its stream on the loop while its chunks come fast."""
+        if self._fast < self._inline_after or self._outstanding:
+            return QUEUE
+        if gone is not None and gone():
+            raise ClientGone()
+        hook = self._hook
+        start = hook.started()
+        try:
+            generator = hook.fn(value)  # calling a generator function runs none of its body
+        except BaseException as exc:  # noqa: BLE001 - the call itself failed (its signature)
+            hook.finished(start)
+            raise hook.error(exc)  # noqa: B904
+        job = _PumpJob(generator, self._loop.create_future(), None, gone)
+        job.started = start
+        stream = job.stream = ChunkStream(job, self._loop, self._room)
+        stream._driver = _LoopPump(self, job, stream)
+        self._outstanding += 1
+        self._parked = deque()
+        return stream
 
     def inline(self, value: Any, gone: Callable[[], bool] | None) -> Any:
         # The loop is the only submitter, so while predict runs here no job can start on a thread:
@@ -91,6 +150,7 @@ class ThreadPredictor(Predictor):
             return output
         job = _PumpJob(output, self._loop.create_future(), None, gone)  # a thread drives the stream,
         job.stream = ChunkStream(job, self._loop, self._room)  # holding a slot until it ends
+        job.started = None
         self.submit(job)
         return job.stream
 
@@ -123,6 +183,8 @@ class ThreadPredictor(Predictor):
                 return
             if type(job) is _PumpJob:
                 self._pump(job, job.input, job.stream)
+                if job.started is not None:  # a stream the loop began: its predict ends now
+                    self._hook.finished(job.started)
             elif self._batching is not None:
                 jobs, stop = self._gather(job)
                 now = time.monotonic()
@@ -210,19 +272,26 @@ class ThreadPredictor(Predictor):
         hook = self._hook
         start = hook.started()
         try:
-            self._pump(job, hook.fn(job.input))  # calling a generator function runs none of its body
+            fast = self._pump(job, hook.fn(job.input))  # calling a generator function runs none of its body
         except BaseException as exc:  # noqa: BLE001 - the call itself failed (its signature)
             self._fail(job, hook.error(exc))
+            fast = False
         finally:
             hook.finished(start)
+        self._fast = self._fast + 1 if fast else 0
 
-    def _pump(self, job: Job, generator: Any, stream: ChunkStream | None = None) -> None:
+    def _pump(self, job: Job, generator: Any, stream: ChunkStream | None = None) -> bool:
         """Drive a sync generator on this predict thread (holding the slot) into a ChunkStream.
 
         The stream is handed to the waiting request once its first chunk is in it (one wake of the
         loop for both), and the generator goes on once that chunk was taken: holding the GIL, it would
         otherwise delay the first chunk by up to a switch interval. Later chunks wake the loop only
         when no wake is pending (ChunkStream).
+
+        Returns whether the generator was fast enough to be driven on the loop: its first ``next()``
+        under INLINE_MAX_S and at most one in eight of the others over it (a ``next()`` here can
+        also be slow because the loop held the GIL; a slow one on the loop hands the rest back to a
+        thread, so a wrong guess costs one slow call on the loop).
         """
         loop = self._loop
         unheard = stream is None  # the request still awaits job.future
@@ -232,10 +301,15 @@ class ThreadPredictor(Predictor):
         last: Any = END
         current.job = job
         first = True
+        chunks = slow = 0
         try:
             try:
                 put = stream.put_from_thread
+                began = perf_counter()
                 for chunk in generator:
+                    if perf_counter() - began > INLINE_MAX_S:
+                        slow += 1 if chunks else 1 << 30
+                    chunks += 1
                     if not put(chunk):
                         break
                     if first:  # the first chunk leaves before the generator goes on (the GIL is ours)
@@ -244,17 +318,89 @@ class ThreadPredictor(Predictor):
                             unheard = False
                             loop.call_soon_threadsafe(_hand_over, job.future, stream)
                         stream.wait_taken()
+                    began = perf_counter()
             finally:
                 current.job = None
                 generator.close()
         except BaseException as exc:  # noqa: BLE001
             last = Failure(self._hook.error(exc))
+            slow = 1 << 30
         if unheard:
             loop.call_soon_threadsafe(_hand_over, job.future, stream)
         stream.end_from_thread(last, self._stream_end)
+        return slow * 8 <= chunks
 
     def _stream_end(self, stream: ChunkStream) -> None:
         self._outstanding -= 1  # the slot is free only now, not when the stream was handed over
+
+
+class _LoopPump(LoopDriver):
+    """Drives a fast generator predict on the loop (``ThreadPredictor._inline_stream``), holding the slot.
+
+    A ``next()`` over INLINE_MAX_S hands the rest of the generator to a predict thread (ahead of
+    the jobs that waited for the slot), and the predictor waits longer before trying the loop again.
+    """
+
+    __slots__ = ("_job", "_predictor", "_stream", "_turn_at")
+
+    def __init__(self, predictor: ThreadPredictor, job: _PumpJob, stream: ChunkStream) -> None:
+        self._predictor = predictor
+        self._job = job
+        self._stream = stream
+        self._turn_at = perf_counter() + LOOP_TURN_S
+
+    def pull(self) -> Any:
+        start = perf_counter()
+        if start > self._turn_at:  # the loop is owed a turn: the reader's wait() gives it
+            self._turn_at = start + LOOP_TURN_S
+            return EMPTY
+        job = self._job
+        current.job = job  # for kingpost.client_disconnected()
+        try:
+            chunk = next(job.input)
+        except StopIteration:
+            self._end()
+            return END
+        except Exception as exc:  # noqa: BLE001 - the reader raises it, as kingpost's error
+            self._end(failed=True)
+            raise self._predictor._hook.error(exc)  # noqa: B904
+        except BaseException:
+            self._end(failed=True)
+            raise
+        finally:
+            current.job = None
+        if perf_counter() - start > INLINE_MAX_S:
+            self._to_thread()
+        return chunk
+
+    def close(self) -> None:
+        current.job = self._job
+        try:
+            self._job.input.close()
+        except Exception:  # its reader left: a generator that fails while closing is only logged
+            logger.warning("a streaming predict failed while closing", exc_info=True)
+        finally:
+            current.job = None
+        self._end()
+
+    def _end(self, failed: bool = False) -> None:
+        stream, job, predictor = self._stream, self._job, self._predictor
+        stream._driver = None
+        stream._done = True
+        job.input = None
+        predictor._hook.finished(job.started)  # type: ignore[arg-type]
+        predictor._outstanding -= 1
+        if failed:
+            predictor._fast = 0
+        predictor._unpark()
+
+    def _to_thread(self) -> None:
+        """This generator is slower than a hand-off: a predict thread drives the rest of it."""
+        predictor = self._predictor
+        self._stream._driver = None
+        predictor._fast = 0
+        predictor._inline_after = min(predictor._inline_after * 4, INLINE_AFTER_MAX)
+        predictor._unpark(self._job)  # its slot passes to the thread that takes it first
 
 
 def _hand_over(future: asyncio.Future[Any], stream: ChunkStream) -> None:
