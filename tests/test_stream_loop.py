@@ -37,12 +37,14 @@ from serving import Server, serving
 pytestmark = pytest.mark.timeout(90)
 
 FAST_S = 0.01
-SLOW_S = 5 * FAST_S
+SLOW_S = 3 * FAST_S  # slow, but one such call in SLOW_SHARE is let pass
+HAND_OFF_S = 0.2  # a call longer than this hands the rest of its stream to a thread at once
 
 
 @pytest.fixture(autouse=True)
 def _fast_is_under_10_ms(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(thread_predictor, "INLINE_MAX_S", FAST_S)
+    monkeypatch.setattr(thread_predictor, "HAND_OFF_S", HAND_OFF_S)
 
 PREDICT = "/v1/models/model:predict"
 PREDICT_THREAD = "kingpost-predict"
@@ -85,13 +87,22 @@ def test_fast_streams_move_from_a_predict_thread_to_the_loop(bundle: kingpost.Bu
     assert _on_loop(names) and len(set(names)) == 1, names
 
 
-def test_a_slow_chunk_on_the_loop_hands_the_rest_to_a_predict_thread(bundle: kingpost.Bundle) -> None:
+@pytest.mark.parametrize("slow_at, slow_s, loop_made", [
+    ([4], SLOW_S, 10),  # one slow call in ten: a preempted call looks like this; it stays
+    ([4, 5], SLOW_S, 6),  # two in six: the generator is slow; chunks 6.. come from the thread
+    ([4], 1.5 * HAND_OFF_S, 5),  # one call that held the loop too long: the rest from the thread
+], ids=["one-slow-call-stays", "slow-calls-hand-off", "one-long-call-hands-off"])
+def test_a_slow_generator_on_the_loop_hands_the_rest_to_a_predict_thread(
+        bundle: kingpost.Bundle, slow_at: list[int], slow_s: float, loop_made: int) -> None:
     _warm(bundle)
-    names = _threads(list(bundle.predict({"chunks": 10, "slow_at": 4, "slow_s": SLOW_S})), 10)
-    assert _on_loop(names[:5]), names  # chunk 4 was made (slowly) on the loop; the rest was not
-    assert all(n.startswith(PREDICT_THREAD) for n in names[5:]), names
-    again = _threads(list(bundle.predict({"chunks": 5})), 5)  # and the loop waits longer before trying again
-    assert all(n.startswith(PREDICT_THREAD) for n in again), again
+    names = _threads(list(bundle.predict({"chunks": 10, "slow_at": slow_at, "slow_s": slow_s})), 10)
+    assert _on_loop(names[:loop_made]), names
+    assert all(n.startswith(PREDICT_THREAD) for n in names[loop_made:]), names
+    again = _threads(list(bundle.predict({"chunks": 5})), 5)
+    if loop_made < 10:  # handed off: the loop waits longer before trying again
+        assert all(n.startswith(PREDICT_THREAD) for n in again), again
+    else:
+        assert _on_loop(again), again
 
 
 def test_a_failure_on_the_loop_is_the_generators_error_and_frees_the_slot(bundle: kingpost.Bundle) -> None:
@@ -173,6 +184,36 @@ def test_over_http_a_loop_stream_holds_the_slot_and_waits_for_a_slow_reader(
         assert second["at"] >= drained_at - 0.5  # type: ignore[operator]
         assert _threads(str(second["body"]).splitlines(), 2)
         assert _progress(log) == f"done {count}"
+
+
+def test_streams_that_arrive_together_take_the_loop_one_after_another() -> None:
+    """Eight readers at once, each yielding to the others between chunks: every stream is made on
+    the loop, and no two are made at once (a stream's chunks are made only as its reader takes
+    them, so any overlap would interleave their chunks in the order they were received)."""
+    async def main() -> None:
+        runtime = Runtime.from_dir(bundle_path("stream_where"))
+        await runtime.start()
+        received: list[tuple[int, str]] = []
+
+        async def read(k: int) -> None:
+            async for chunk in await runtime.predict({"chunks": 20}):
+                received.append((k, chunk))
+                await asyncio.sleep(0)
+
+        try:
+            for _ in range(INLINE_AFTER + 2):
+                assert len([c async for c in await runtime.predict({"chunks": 3})]) == 3
+            await asyncio.gather(*(read(k) for k in range(8)))
+            assert runtime.waiting == 0
+        finally:
+            await runtime.stop()
+        order = [k for k, _ in received]
+        runs = [k for i, k in enumerate(order) if i == 0 or order[i - 1] != k]
+        assert sorted(runs) == list(range(8)), runs  # each stream's 20 chunks in one run
+        for k in range(8):
+            names = _threads([c for j, c in received if j == k], 20)
+            assert names == [threading.current_thread().name] * 20, names
+    asyncio.run(main())
 
 
 def test_the_loop_gets_a_turn_while_it_drives_a_long_stream() -> None:

@@ -36,6 +36,12 @@ INLINE_AFTER_MAX) each time a call on the loop took longer, so a predict that is
 stops blocking the loop."""
 INLINE_AFTER_MAX = 1 << 20
 LOOP_TURN_S = 0.002
+SLOW_SHARE = 8
+"""A stream stays on the loop while at most one ``next()`` in this many (plus one) is over
+INLINE_MAX_S: on a busy machine a 10 us call is sometimes preempted for a few ms, which is no
+reason to send a fast generator back to a thread (nothing else would have run on the loop then)."""
+HAND_OFF_S = 0.005
+"""... and while no single ``next()`` takes longer than this."""
 """A generator driven on the loop gives the loop a turn at least this often (its chunks' sends need
 not: a socket that takes them at once never makes the sender wait)."""
 
@@ -115,6 +121,13 @@ class ThreadPredictor(Predictor):
             return QUEUE
         if gone is not None and gone():
             raise ClientGone()
+        stream = self._drive_on_loop(value, gone)
+        self._outstanding += 1
+        self._parked = deque()
+        return stream
+
+    def _drive_on_loop(self, value: Any, gone: Callable[[], bool] | None) -> ChunkStream:
+        """A stream whose reader's take() calls the generator predict(value) makes, on the loop."""
         hook = self._hook
         start = hook.started()
         try:
@@ -126,9 +139,32 @@ class ThreadPredictor(Predictor):
         job.started = start
         stream = job.stream = ChunkStream(job, self._loop, self._room)
         stream._driver = _LoopPump(self, job, stream)
-        self._outstanding += 1
-        self._parked = deque()
         return stream
+
+    def _loop_stream_ended(self, failed: bool) -> None:
+        """On the loop: a stream driven here ended; the slot goes to the next parked job, on the loop
+        while streams stay fast, else every parked job goes to the predict thread."""
+        self._outstanding -= 1
+        if failed:
+            self._fast = 0
+        parked = self._parked
+        now = time.monotonic()
+        while parked and self._fast >= self._inline_after:
+            job = parked.popleft()
+            if not self._live(job, now):  # its caller left, or its deadline passed: settled, not run
+                continue
+            if job.future.done():  # cancelled a moment ago (its task has not run since)
+                self._settle_dropped(job)
+                continue
+            try:
+                stream = self._drive_on_loop(job.input, job.gone)  # the job's count is now the stream's
+            except KingpostError as err:
+                self._settle_error(job.future, err)
+                continue
+            job.input = None
+            job.future.set_result(stream)
+            return
+        self._unpark()
 
     def inline(self, value: Any, gone: Callable[[], bool] | None) -> Any:
         # The loop is the only submitter, so while predict runs here no job can start on a thread:
@@ -289,9 +325,9 @@ class ThreadPredictor(Predictor):
         when no wake is pending (ChunkStream).
 
         Returns whether the generator was fast enough to be driven on the loop: its first ``next()``
-        under INLINE_MAX_S and at most one in eight of the others over it (a ``next()`` here can
-        also be slow because the loop held the GIL; a slow one on the loop hands the rest back to a
-        thread, so a wrong guess costs one slow call on the loop).
+        under INLINE_MAX_S, none over HAND_OFF_S and at most one in SLOW_SHARE of the others over
+        INLINE_MAX_S (a ``next()`` here can also be slow because the loop held the GIL; on the loop,
+        the same rule hands the rest back to a thread, so a wrong guess costs little).
         """
         loop = self._loop
         unheard = stream is None  # the request still awaits job.future
@@ -307,8 +343,9 @@ class ThreadPredictor(Predictor):
                 put = stream.put_from_thread
                 began = perf_counter()
                 for chunk in generator:
-                    if perf_counter() - began > INLINE_MAX_S:
-                        slow += 1 if chunks else 1 << 30
+                    took = perf_counter() - began
+                    if took > INLINE_MAX_S:
+                        slow += 1 if chunks and took < HAND_OFF_S else 1 << 30
                     chunks += 1
                     if not put(chunk):
                         break
@@ -328,7 +365,7 @@ class ThreadPredictor(Predictor):
         if unheard:
             loop.call_soon_threadsafe(_hand_over, job.future, stream)
         stream.end_from_thread(last, self._stream_end)
-        return slow * 8 <= chunks
+        return slow * SLOW_SHARE <= chunks
 
     def _stream_end(self, stream: ChunkStream) -> None:
         self._outstanding -= 1  # the slot is free only now, not when the stream was handed over
@@ -337,17 +374,20 @@ class ThreadPredictor(Predictor):
 class _LoopPump(LoopDriver):
     """Drives a fast generator predict on the loop (``ThreadPredictor._inline_stream``), holding the slot.
 
-    A ``next()`` over INLINE_MAX_S hands the rest of the generator to a predict thread (ahead of
-    the jobs that waited for the slot), and the predictor waits longer before trying the loop again.
+    A ``next()`` over HAND_OFF_S, or more than one in SLOW_SHARE over INLINE_MAX_S, hands the rest
+    of the generator to a predict thread (ahead of the jobs that waited for the slot), and the
+    predictor waits longer before trying the loop again.
     """
 
-    __slots__ = ("_job", "_predictor", "_stream", "_turn_at")
+    __slots__ = ("_job", "_made", "_predictor", "_slow", "_stream", "_turn_at")
 
     def __init__(self, predictor: ThreadPredictor, job: _PumpJob, stream: ChunkStream) -> None:
         self._predictor = predictor
         self._job = job
         self._stream = stream
         self._turn_at = perf_counter() + LOOP_TURN_S
+        self._made = 0
+        self._slow = 0
 
     def pull(self) -> Any:
         start = perf_counter()
@@ -369,8 +409,12 @@ class _LoopPump(LoopDriver):
             raise
         finally:
             current.job = None
-        if perf_counter() - start > INLINE_MAX_S:
-            self._to_thread()
+        self._made += 1
+        took = perf_counter() - start
+        if took > INLINE_MAX_S:
+            self._slow += 1
+            if took > HAND_OFF_S or self._slow * SLOW_SHARE > self._made + SLOW_SHARE:
+                self._to_thread()
         return chunk
 
     def close(self) -> None:
@@ -389,10 +433,7 @@ class _LoopPump(LoopDriver):
         stream._done = True
         job.input = None
         predictor._hook.finished(job.started)  # type: ignore[arg-type]
-        predictor._outstanding -= 1
-        if failed:
-            predictor._fast = 0
-        predictor._unpark()
+        predictor._loop_stream_ended(failed)
 
     def _to_thread(self) -> None:
         """This generator is slower than a hand-off: a predict thread drives the rest of it."""

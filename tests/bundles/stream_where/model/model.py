@@ -2,7 +2,7 @@
 
 Input: {"chunks": n, "pad": bytes (optional), "slow_at": i, "slow_s": s, "fail_at": i, "log": path
 (all optional)}. Yields n text chunks "<i> <thread name> <pad spaces>\\n"; sleeps slow_s before
-chunk slow_at; raises ValueError instead of chunk fail_at. With "log", keeps "<k> <thread name>"
+chunk slow_at (an index or a list of them); raises ValueError instead of chunk fail_at. With "log", keeps "<k> <thread name>"
 (k chunks yielded so far) in that file before each chunk and "done <k>" once the generator ends,
 closed or not (one pwrite on a file opened once: a few µs, so the chunks stay fast).
 """
@@ -31,11 +31,12 @@ class Model:
         n = model_input["chunks"]
         pad = " " * model_input.get("pad", 0)
         slow_at, fail_at = model_input.get("slow_at"), model_input.get("fail_at")
+        slow_at = set(slow_at) if isinstance(slow_at, list) else {slow_at}
         log = _Log(model_input.get("log"))
         sent = 0
         try:
             for i in range(n):
-                if i == slow_at:
+                if i in slow_at:
                     time.sleep(model_input["slow_s"])
                 if i == fail_at:
                     raise ValueError(f"chunk {i} failed")
