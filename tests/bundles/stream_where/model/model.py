@@ -2,9 +2,10 @@
 
 Input: {"chunks": n, "pad": bytes (optional), "slow_at": i, "slow_s": s, "fail_at": i, "log": path
 (all optional)}. Yields n text chunks "<i> <thread name> <pad spaces>\\n"; sleeps slow_s before
-chunk slow_at (an index or a list of them); raises ValueError instead of chunk fail_at. With "log", keeps "<k> <thread name>"
-(k chunks yielded so far) in that file before each chunk and "done <k>" once the generator ends,
-closed or not (one pwrite on a file opened once: a few µs, so the chunks stay fast).
+chunk slow_at (an index or a list of them); raises ValueError instead of chunk fail_at. With "log",
+keeps "<k> <thread name>" (k chunks yielded so far) in that file before each chunk and "done <k>"
+once the generator ends, closed or not (one pwrite on a file opened once: a few µs, so the chunks
+stay fast).
 """
 
 import os
