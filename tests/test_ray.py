@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -131,7 +132,10 @@ def test_the_ingress_sets_serves_switches_over_the_environment(monkeypatch: pyte
     assert (os.environ["RAY_SERVE_ENABLE_HA_PROXY"], os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"]) == ("1", "1")
     assert os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "2"
     stats, metrics = int(os.environ["RAY_SERVE_HAPROXY_STATS_PORT"]), int(os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"])
-    assert stats != metrics and 1024 <= min(stats, metrics)  # free ports, not HAProxy's fixed 8404 and 9101
+    assert stats != metrics and not {stats, metrics} & {8404, 9101}  # not HAProxy's fixed ports: free ones
+    for port in (stats, metrics):
+        with socket.socket() as sock:
+            sock.bind(("", port))
     # without a binary the default falls back to Serve's proxy, and asking for HAProxy says what is missing
     monkeypatch.setenv("RAY_SERVE_HAPROXY_BINARY_PATH", "/nonexistent/haproxy")
     assert ingresses.choose(None) == "proxy"
@@ -188,7 +192,8 @@ def test_two_replicas_serve_200_concurrent_requests_and_stop_clean(tmp_path: Pat
     seen = json.loads(out.read_text())
     assert "error" not in seen, seen["error"] + "\n" + tail
     print(f"\nray test: ready after {seen['ready_s']:.1f} s, whole run {elapsed:.1f} s, "
-          f"a new route served after {seen['route_lag_s']:.2f} s")
+          f"a new route served after {seen['route_lag_s']:.2f} s, a stream after a disconnect in "
+          f"{seen['after_disconnect_s']:.2f} s")
 
     # every answer is the one asked for, in JSON and in msgpack
     answers = seen["answers"]
@@ -215,6 +220,7 @@ def test_two_replicas_serve_200_concurrent_requests_and_stop_clean(tmp_path: Pat
     # each chunk as it was yielded, 0.5 s apart, through Serve's proxy: none held back and coalesced
     arrivals = [c["at"] for c in seen["stream"]]
     assert all(later - earlier > 0.3 for earlier, later in itertools.pairwise(arrivals)), seen["stream"]
+    assert seen["after_disconnect_s"] < 4, seen["after_disconnect_s"]
     assert seen["handle_stream"] == [seen["stream"][0]["text"], "chunk 0\n"]
     # kingpost.AsyncClient talks to the deployment as to `kingpost serve`
     assert seen["client"] == [-2, -3]
@@ -375,6 +381,14 @@ async def _exercise(url: str, seen: dict[str, Any]) -> None:
             async for text in reply.aiter_text():
                 chunks.append({"text": text, "at": time.monotonic() - begun})
         seen["stream"] = chunks
+        # a client that leaves after the first chunk frees the predict slot (one replica, one slot):
+        # the next stream starts at once, not after the 10 s the first generator would still run
+        async with http.stream("POST", f"{url}/stream/v1/models/model:predict", json={"chunks": 20}) as reply:
+            await anext(reply.aiter_text())
+        left = time.monotonic()
+        async with http.stream("POST", f"{url}/stream/v1/models/model:predict", json={"chunks": 1}) as reply:
+            await anext(reply.aiter_text())
+        seen["after_disconnect_s"] = time.monotonic() - left
         streamer = serve.get_app_handle("ray-stream").options(stream=True)
         seen["handle_stream"] = [chunk async for chunk in streamer.stream.remote({"chunks": 1})]
 
