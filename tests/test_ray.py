@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -115,6 +116,49 @@ def test_without_ray_the_cli_names_the_install_line(monkeypatch: pytest.MonkeyPa
     assert result.output == 'error: Ray Serve is not installed; install it with: pip install "kingpost[ray]"\n'
 
 
+def test_the_ingress_sets_serves_switches_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kingpost.deploy import _ray_ingress as ingresses
+    from kingpost.errors import PackagingError
+
+    monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    monkeypatch.setenv("RAY_SERVE_ENABLE_DIRECT_INGRESS", "1")
+    for key in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
+                "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"):
+        monkeypatch.delenv(key, raising=False)
+    ingresses.apply("proxy")  # an exported switch does not turn HAProxy back on
+    assert (os.environ["RAY_SERVE_ENABLE_HA_PROXY"], os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"]) == ("0", "0")
+    assert "RAY_SERVE_HAPROXY_STATS_PORT" not in os.environ
+    ingresses.apply("haproxy")
+    assert (os.environ["RAY_SERVE_ENABLE_HA_PROXY"], os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"]) == ("1", "1")
+    assert os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "2"
+    stats, metrics = int(os.environ["RAY_SERVE_HAPROXY_STATS_PORT"]), int(os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"])
+    assert stats != metrics and not {stats, metrics} & {8404, 9101}  # not HAProxy's fixed ports: free ones
+    for port in (stats, metrics):
+        with socket.socket() as sock:
+            sock.bind(("", port))
+    # without a binary the default falls back to Serve's proxy, and asking for HAProxy says what is missing
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_BINARY_PATH", "/nonexistent/haproxy")
+    assert ingresses.choose(None) == "proxy"
+    with pytest.raises(PackagingError, match=r"^--ingress haproxy needs an HAProxy binary: .*PATH\.$"):
+        ingresses.choose("haproxy")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason='needs Ray Serve: pip install "kingpost[ray]"')
+@pytest.mark.parametrize(("args", "message"), [
+    (["--ingress", "fast"], "--ingress: expected one of haproxy, proxy, found 'fast'."),
+    (["--ingress", "proxy", "--address", "10.0.0.5:6379"],
+     "--ingress: applies to the local cluster kingpost starts; a cluster given by --address keeps the "
+     "ingress its Serve was started with."),
+])
+def test_a_bad_ingress_is_one_sentence(args: list[str], message: str) -> None:
+    from click.testing import CliRunner
+
+    from kingpost.cli import main
+
+    result = CliRunner().invoke(main, ["ray", str(BUNDLES / "ray_probe"), *args])
+    assert (result.exit_code, result.output) == (2, f"error: {message}\n")
+
+
 # -- a real cluster -----------------------------------------------------------------------------
 
 
@@ -147,7 +191,9 @@ def test_two_replicas_serve_200_concurrent_requests_and_stop_clean(tmp_path: Pat
     assert code == 0 and out.exists(), f"driver exited {code}:\n{tail}"
     seen = json.loads(out.read_text())
     assert "error" not in seen, seen["error"] + "\n" + tail
-    print(f"\nray test: ready after {seen['ready_s']:.1f} s, whole run {elapsed:.1f} s")
+    print(f"\nray test: ready after {seen['ready_s']:.1f} s, whole run {elapsed:.1f} s, "
+          f"a new route served after {seen['route_lag_s']:.2f} s, a stream after a disconnect in "
+          f"{seen['after_disconnect_s']:.2f} s")
 
     # every answer is the one asked for, in JSON and in msgpack
     answers = seen["answers"]
@@ -174,10 +220,13 @@ def test_two_replicas_serve_200_concurrent_requests_and_stop_clean(tmp_path: Pat
     # each chunk as it was yielded, 0.5 s apart, through Serve's proxy: none held back and coalesced
     arrivals = [c["at"] for c in seen["stream"]]
     assert all(later - earlier > 0.3 for earlier, later in itertools.pairwise(arrivals)), seen["stream"]
+    assert seen["after_disconnect_s"] < 4, seen["after_disconnect_s"]
     assert seen["handle_stream"] == [seen["stream"][0]["text"], "chunk 0\n"]
     # kingpost.AsyncClient talks to the deployment as to `kingpost serve`
     assert seen["client"] == [-2, -3]
     assert "".join(seen["client_stream"]).endswith("chunk 0\nchunk 1\n")
+    # kingpost's default front door: HAProxy itself listens on the port and URL kingpost printed
+    assert seen["ingress"] == "haproxy" and seen["listener"] == "haproxy", (seen["ingress"], seen["listener"])
     # and nothing of Ray is left
     assert seen["ray_processes"] >= 3 and {"raylet", "gcs_server"} <= set(seen["ray_names"])
     assert seen["left_after_close"] == [] and leftover == []
@@ -229,6 +278,21 @@ def _descendants() -> dict[int, str]:
     return found
 
 
+def _listener(port: int, processes: dict[int, str]) -> str | None:
+    """The name of the process (among these) that holds the socket listening on this TCP port."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    for pid, name in processes.items():
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in inodes for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                return name
+    return None
+
+
 def _drive(out: Path) -> None:
     import threading
     import traceback
@@ -241,6 +305,7 @@ def _drive(out: Path) -> None:
                                      init_options={"num_cpus": 4, "num_gpus": 1})
     seen["ready_s"] = time.monotonic() - start
     processes = _descendants()
+    seen["ingress"], seen["listener"] = deployment.ingress, _listener(PORT, processes)
     (out.parent / "pids.json").write_text(json.dumps(sorted(processes.items())))
 
     def client() -> None:
@@ -303,6 +368,12 @@ async def _exercise(url: str, seen: dict[str, Any]) -> None:
         seen["handle"] = await handle.predict.remote({"tag": -1})
 
         serve.run(kingpost_ray.application(BUNDLES / "ray_stream"), name="ray-stream", route_prefix="/stream")
+        # HAProxy learns a new route prefix a moment after serve.run returns (until then "/" answers 404)
+        added = time.monotonic()
+        while (await http.get(f"{url}/stream/v1/models/model")).status_code != 200:
+            assert time.monotonic() - added < 30, "the /stream route never reached the front door"
+            await asyncio.sleep(0.1)
+        seen["route_lag_s"] = time.monotonic() - added
         chunks = []
         begun = time.monotonic()
         async with http.stream("POST", f"{url}/stream/v1/models/model:predict", json={"chunks": 3}) as reply:
@@ -310,6 +381,14 @@ async def _exercise(url: str, seen: dict[str, Any]) -> None:
             async for text in reply.aiter_text():
                 chunks.append({"text": text, "at": time.monotonic() - begun})
         seen["stream"] = chunks
+        # a client that leaves after the first chunk frees the predict slot (one replica, one slot):
+        # the next stream starts at once, not after the 10 s the first generator would still run
+        async with http.stream("POST", f"{url}/stream/v1/models/model:predict", json={"chunks": 20}) as reply:
+            await anext(reply.aiter_text())
+        left = time.monotonic()
+        async with http.stream("POST", f"{url}/stream/v1/models/model:predict", json={"chunks": 1}) as reply:
+            await anext(reply.aiter_text())
+        seen["after_disconnect_s"] = time.monotonic() - left
         streamer = serve.get_app_handle("ray-stream").options(stream=True)
         seen["handle_stream"] = [chunk async for chunk in streamer.stream.remote({"chunks": 1})]
 

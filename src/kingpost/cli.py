@@ -431,16 +431,18 @@ def env(directory: Path, rebuild: bool, clear: bool, python: str | None, fetch_w
 @click.option("--replicas", type=click.IntRange(min=1), default=None, help="Fixed number of replicas.")
 @click.option("--autoscale", default=None, metavar="MIN:MAX", help="Autoscale between MIN and MAX replicas.")
 @click.option("--address", default=None, help="Address of a running Ray cluster (default: start a local one).")
-@click.option("--host", default=defaults.HOST, show_default=True, help="Address Serve's HTTP proxy binds.")
-@click.option("--port", default=defaults.RAY_PORT, show_default=True, type=int, help="Port of Serve's HTTP proxy.")
+@click.option("--host", default=defaults.HOST, show_default=True, help="Address Serve's HTTP front door binds.")
+@click.option("--port", default=defaults.RAY_PORT, show_default=True, type=int, help="Port of Serve's HTTP front door.")
 @click.option("--ship/--no-ship", default=None,
               help="Send the bundle's files with the deployment (default: only to a remote cluster).")
 @click.option("--timeout", "timeout_s", type=float, default=None,
               help="Seconds to wait for the cluster and the replicas to come up.")
+@click.option("--ingress", default=None, metavar="haproxy|proxy",
+              help="How requests reach the replicas of a local cluster (default: haproxy where Ray has it).")
 @_secrets_option
 @_errors_to_one_line
 def ray(directories: tuple[Path, ...], replicas: int | None, autoscale: str | None, address: str | None, host: str,
-        port: int, ship: bool | None, timeout_s: float | None, secrets_dir: Path | None) -> None:
+        port: int, ship: bool | None, timeout_s: float | None, ingress: str | None, secrets_dir: Path | None) -> None:
     """Deploy the bundle on Ray Serve and run until SIGINT/SIGTERM."""
     directory = _one_bundle("ray", directories)
     if replicas is not None and autoscale is not None:
@@ -449,7 +451,8 @@ def ray(directories: tuple[Path, ...], replicas: int | None, autoscale: str | No
 
     extra: dict[str, Any] = {} if timeout_s is None else {"timeout_s": timeout_s}
     sys.exit(ray_main(directory, replicas=replicas, autoscale=autoscale, address=address, host=host, port=port,
-                      ship=ship, secrets_dir=secrets_dir, echo=lambda m: click.echo(m, err=True), **extra))
+                      ship=ship, secrets_dir=secrets_dir, ingress=ingress, echo=lambda m: click.echo(m, err=True),
+                      **extra))
 
 
 def _one_bundle(command: str, directories: tuple[Path, ...]) -> Path:

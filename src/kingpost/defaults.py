@@ -33,7 +33,8 @@ DOWNLOAD_TIMEOUT_S = 60.0  # $KINGPOST_DOWNLOAD_TIMEOUT: a download that sends n
 DOWNLOAD_RETRIES = 3  # a download cut mid-file is resumed this many times before the fetch fails
 IMAGE_CACHE_DIR = "/var/cache/kingpost"  # KINGPOST_CACHE_DIR in a container image (fetched weights)
 
-RAY_PORT = 8000  # kingpost ray --port: Ray Serve's HTTP proxy
+RAY_PORT = 8000  # kingpost ray --port: Ray Serve's HTTP front door (HAProxy or its proxy)
+RAY_DRAIN_S = 2  # $RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S behind kingpost ray's HAProxy (Serve: 30)
 RAY_TIMEOUT_S = 300.0  # kingpost ray --timeout: for the cluster and the replicas to come up
 RAY_MAX_ONGOING_REQUESTS = 128  # per replica, unless runtime.ray or the queue asks for more
 

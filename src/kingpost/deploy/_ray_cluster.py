@@ -42,6 +42,9 @@ def init(ray: ModuleType, options: Mapping[str, Any], *, owns_cluster: bool) -> 
 
 def check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        # As the servers that will bind it do: a port whose last connections wait out TIME_WAIT (which
+        # HAProxy, closing first, leaves on its side) is free; one that something listens on is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

@@ -33,6 +33,7 @@ from packaging.version import Version
 from kingpost import defaults
 from kingpost.config import Config, load_config
 from kingpost.deploy import _ray_cluster as cluster
+from kingpost.deploy import _ray_ingress as ingresses
 from kingpost.deploy._ray_options import deployment_options, parse_autoscale
 from kingpost.errors import ConfigError, PackagingError, describe
 from kingpost.types import Echo
@@ -98,10 +99,11 @@ def default_name(config: Config) -> str:
 class Deployment:
     """A bundle running on Ray Serve. ``close()`` removes it, and the cluster if this process made it."""
 
-    def __init__(self, name: str, host: str, port: int, *, owns_cluster: bool) -> None:
+    def __init__(self, name: str, host: str, port: int, *, owns_cluster: bool, ingress: str | None = None) -> None:
         self.name = name
         self.port = port
         self.owns_cluster = owns_cluster
+        self.ingress = ingress  # "haproxy" or "proxy" on a local cluster; None: the cluster's own
         self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         self._closed = False
 
@@ -144,6 +146,7 @@ def deploy(
     secrets_dir: str | Path | None = None,
     init_options: Mapping[str, Any] | None = None,
     timeout_s: float = defaults.RAY_TIMEOUT_S,
+    ingress: str | None = None,
 ) -> Deployment:
     """Run the bundle on Ray Serve at ``/`` and return once every replica has loaded the model.
 
@@ -153,11 +156,19 @@ def deploy(
     ``close()`` deletes only the application. ``ship`` defaults to True for an address. Raises
     PackagingError when Ray is missing, the cluster cannot be reached, or the application does
     not run within ``timeout_s`` (a model that fails to load, resources no node has).
+
+    ``ingress`` (a local cluster only): ``"haproxy"``, the default where Ray has an HAProxy binary,
+    or ``"proxy"`` (Serve's Python proxy, 5-6x the CPU per request); see :mod:`._ray_ingress`.
+    A bad value raises ValueError.
     """
     owns_cluster = address is None
+    ingresses.check(ingress, local=owns_cluster)
+    chosen = ingresses.choose(ingress) if owns_cluster else None
     # Read by Ray when it is first imported, and by the processes the cluster starts.
     for key, value in (_LOCAL_ENV if owns_cluster else _REMOTE_ENV).items():
         os.environ.setdefault(key, value)
+    if chosen is not None:
+        ingresses.apply(chosen)
     ray, serve = _import_ray()
     app, options, name = _bind(bundle_dir, name=name, num_replicas=num_replicas, autoscaling=autoscaling,
                          max_ongoing_requests=max_ongoing_requests,
@@ -179,7 +190,7 @@ def deploy(
     except BaseException:
         cluster.shutdown(ray, serve, name, owns_cluster=owns_cluster)
         raise
-    return Deployment(name, host, port, owns_cluster=owns_cluster)
+    return Deployment(name, host, port, owns_cluster=owns_cluster, ingress=chosen)
 
 
 def main(
@@ -193,6 +204,7 @@ def main(
     ship: bool | None = None,
     secrets_dir: str | Path | None = None,
     timeout_s: float = defaults.RAY_TIMEOUT_S,
+    ingress: str | None = None,
     echo: Echo | None = None,
 ) -> int:
     """``kingpost ray``: deploy, say where, serve until SIGINT/SIGTERM, then stop. Returns the exit status.
@@ -204,14 +216,16 @@ def main(
         raise PackagingError(_MISSING)
     try:
         autoscaling = None if autoscale is None else parse_autoscale(autoscale)
+        ingresses.check(ingress, local=address is None)
     except ValueError as exc:
         say(f"error: {exc}")
         return 2
     where = "a local Ray cluster" if address is None else f"the Ray cluster at {address}"
     say(f"Starting {Path(bundle_dir).name} on {where} ...")
     with deploy(bundle_dir, address=address, host=host, port=port, num_replicas=replicas, autoscaling=autoscaling,
-                ship=ship, secrets_dir=secrets_dir, timeout_s=timeout_s) as running:
-        say(f"Serving {running.name} on Ray Serve at {running.url} (Ctrl-C stops it)")
+                ship=ship, secrets_dir=secrets_dir, timeout_s=timeout_s, ingress=ingress) as running:
+        through = {"haproxy": " through HAProxy", "proxy": " through Serve's proxy"}.get(running.ingress or "", "")
+        say(f"Serving {running.name} on Ray Serve at {running.url}{through} (Ctrl-C stops it)")
         running.wait()
         say("Stopping ...")
     return 0
