@@ -354,14 +354,15 @@ class Runtime:
         rt = self.config.runtime
         dispatch = Hook(calls.dispatcher(threads), "predict", HookKind.SYNC if threads else HookKind.ASYNC,
                         self.stats)
+        room = rt.limits.stream_buffer_bytes  # a method's stream is held back by its client, as predict's
         if threads:
             predictor = ThreadPredictor(dispatch, slots=rt.predict_concurrency, batching=None, max_queue=rt.max_queue,
-                                        loop=loop)
+                                        loop=loop, stream_buffer=room)
             predictor.never_inline()  # an async method's target waits on the loop: never call it there
             self._predictor = predictor
         else:
             self._predictor = TaskPredictor(dispatch, slots=rt.predict_concurrency, batching=None,
-                                            max_queue=rt.max_queue, loop=loop)
+                                            max_queue=rt.max_queue, loop=loop, stream_buffer=room)
         self._predictor.hold_responses()  # a StreamingResponse keeps its slot until sent, as in Truss
 
     def _hook(self, hooks: loader.ModelHooks, name: str, fn: Callable[[Any], Any] | None = None,
