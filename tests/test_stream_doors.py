@@ -316,18 +316,16 @@ def _read_within(fd: int, want: bytes, timeout: float) -> bytes:
     return got
 
 
-def test_kingpost_call_prints_chunks_as_they_arrive(plain_server: Server, tmp_path: Path) -> None:
-    payload, gates = _paced(tmp_path)
-    command = [sys.executable, "-m", "kingpost", "call", plain_server.url, "-d", json.dumps(payload)]
+def _cli_prints_each_chunk(command: list[str], gates: list[Path]) -> None:
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
         for i, chunk in enumerate(CHUNKS):
-            _read_within(fd, chunk.encode(), 20)  # this chunk alone: the model waits at the next gate
+            last = i == len(CHUNKS) - 1  # the closing newline follows the last chunk at once
+            _read_within(fd, chunk.encode() + (b"\n" if last else b""), 20)  # alone: the model waits at the next gate
             if i < len(gates):
                 gates[i].touch()
-        _read_within(fd, b"\n", 10)
         assert proc.wait(10) == 0
     finally:
         if proc.poll() is None:
@@ -336,6 +334,12 @@ def test_kingpost_call_prints_chunks_as_they_arrive(plain_server: Server, tmp_pa
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_kingpost_call_prints_chunks_as_they_arrive(plain_server: Server, tmp_path: Path) -> None:
+    payload, gates = _paced(tmp_path)
+    _cli_prints_each_chunk([sys.executable, "-m", "kingpost", "call", plain_server.url, "-d", json.dumps(payload)],
+                           gates)
 
 
 def test_several_bundles_stream_by_name_and_hold_each_ones_slot(tmp_path: Path) -> None:
@@ -386,6 +390,73 @@ def test_a_streaming_job_stores_chunks_as_yielded_and_holds_the_slot(tmp_path: P
         assert answer["reply"].text == "y" and mark.exists() and answer["at"] >= released_at
         job = http.get(f"/v1/jobs/{job_id}?wait=10").json()
         assert (job["status"], job["output"]) == ("succeeded", "".join(CHUNKS))
+
+
+# -- a predict that returns its stream: a generator, or a Starlette StreamingResponse -----------------
+
+
+@pytest.fixture(scope="module")
+def returning_server() -> Iterator[Server]:
+    with serving(bundle_path("stream_doors_returned")) as server:
+        yield server
+
+
+def _on_the_loop(server: Server) -> None:
+    """Quick calls until kingpost calls this fast predict on the event loop (its inline path): a
+    generator it returns there is then driven by a predict thread that takes a slot of its own."""
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for _ in range(200):
+            where = client.post("/v1/models/model:predict", json={"where": True}).json()
+            if not where.startswith("kingpost-predict"):
+                return
+    raise AssertionError(f"predict never ran on the event loop (last on {where})")
+
+
+def test_a_returned_generator_streams_as_yielded(returning_server: Server, tmp_path: Path) -> None:
+    _on_the_loop(returning_server)
+    payload, gates = _paced(tmp_path)
+    with httpx.Client(base_url=returning_server.url, timeout=10) as client, \
+            client.stream("POST", "/v1/models/model:predict", json=payload) as response:
+        assert response.headers["transfer-encoding"] == "chunked"
+        _each_alone(response.iter_raw(), gates, [c.encode() for c in CHUNKS])
+
+
+def test_a_returned_generator_read_slowly_holds_the_predict_slot(returning_server: Server, tmp_path: Path) -> None:
+    _on_the_loop(returning_server)
+    path = "/v1/models/model:predict"
+    _holds_the_slot(tmp_path, lambda body: _raw_post(returning_server, path, body),
+                    _predict(returning_server, path), COUNT * SIZE)
+
+
+@pytest.fixture(scope="module")
+def response_server() -> Iterator[Server]:
+    with serving(bundle_path("stream_doors_returned")) as server:
+        yield server
+
+
+def test_a_returned_streaming_response_streams_as_yielded(response_server: Server, tmp_path: Path) -> None:
+    payload, gates = _paced(tmp_path)
+    with httpx.Client(base_url=response_server.url, timeout=10) as client, \
+            client.stream("POST", "/v1/models/model:predict", json={**payload, "response": True}) as response:
+        assert response.headers["content-type"].startswith("text/plain")
+        _each_alone(response.iter_raw(), gates, [c.encode() for c in CHUNKS])
+
+
+def test_a_returned_streaming_response_read_slowly_holds_the_predict_slot(response_server: Server,
+                                                                          tmp_path: Path) -> None:
+    """Its body is the model's own (no stream room): uvicorn's flow control holds the generator back."""
+    path = "/v1/models/model:predict"
+    send = _predict(response_server, path)
+    _holds_the_slot(tmp_path, lambda body: _raw_post(response_server, path, {**body, "response": True}),
+                    lambda body: send({**body, "response": True}), COUNT * SIZE)
+
+
+def test_kingpost_predict_prints_chunks_as_they_are_yielded(tmp_path: Path) -> None:
+    """The CLI's in-process door: ``kingpost predict DIR`` writes each chunk as the model yields it."""
+    payload, gates = _paced(tmp_path)
+    command = [sys.executable, "-m", "kingpost", "predict", str(bundle_path("stream_doors_plain")),
+               "-d", json.dumps(payload)]
+    _cli_prints_each_chunk(command, gates)
 
 
 @pytest.mark.slow
