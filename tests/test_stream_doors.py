@@ -21,6 +21,7 @@ with "mark" they create a file as the generator starts, inside predict's slot.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import select
@@ -123,8 +124,9 @@ def _holds_the_slot(tmp_path: Path, start: Callable[[dict[str, Any]], Slow],
 # -- raw HTTP: a client that reads nothing --------------------------------------------------------
 
 
-def _raw_post(server: Server, path: str, body: dict[str, Any]) -> Slow:
-    """POST ``body`` on a socket with a small receive buffer, and read nothing (yet)."""
+def _raw_post(server: Server | httpx.URL, path: str, body: dict[str, Any]) -> Slow:
+    """POST ``body`` to ``server`` (a Server, or a URL's host and port) on a socket with a small
+    receive buffer, and read nothing (yet)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     sock.connect((server.host, server.port))
@@ -475,3 +477,110 @@ def test_serve_isolated_streams_as_yielded_and_holds_the_slot(tmp_path: Path) ->
             _each_alone(response.iter_raw(), gates, [c.encode() for c in CHUNKS])
         path = "/v1/models/model:predict"
         _holds_the_slot(tmp_path, lambda body: _raw_post(server, path, body), _predict(server, path), COUNT * SIZE)
+
+
+# -- Ray Serve: through Serve's HTTP proxy ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def through_ray(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Deploy stream_doors_plain on Ray Serve (one replica) and run both checks through Serve's proxy,
+    in a driver inside a private network namespace, as tests/test_ray.py does; returns what it saw."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip('needs Ray Serve: pip install "kingpost[ray]"')
+    from test_ray import _can_unshare, _kill_leftovers
+
+    if not _can_unshare():
+        pytest.skip("needs unshare -rn (a private network namespace) and ip")
+    tmp = tmp_path_factory.mktemp("ray-doors")
+    out = tmp / "result.json"
+    command = ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+               sys.executable, str(Path(__file__).resolve()), "--ray-driver", str(tmp)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
+    try:
+        with (tmp / "driver.log").open("wb") as sink:
+            code = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, env=env, timeout=200).returncode
+    finally:
+        _kill_leftovers(tmp / "pids.json")
+    tail = (tmp / "driver.log").read_text(errors="replace")[-4000:]
+    assert code == 0 and out.exists(), f"driver exited {code}:\n{tail}"
+    seen: dict[str, Any] = json.loads(out.read_text())
+    assert "error" not in seen, seen["error"] + "\n" + tail
+    return seen
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_ray_serve_streams_chunks_as_yielded(through_ray: dict[str, Any]) -> None:
+    assert through_ray["paced"] == CHUNKS  # each read alone, before the next gate opened
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.xfail(strict=True, reason="Ray Serve's replica sends a response into an unbounded queue (its ASGI "
+                                       "send never waits) and streams it to the proxy without backpressure, so a "
+                                       "stream runs to its end however slowly its client reads")
+def test_ray_serve_a_slow_reader_holds_the_predict_slot(through_ray: dict[str, Any]) -> None:
+    slot = through_ray["slot"]
+    assert not slot["ahead"].startswith("done"), f"the generator ran to its end: {slot['ahead']!r}"
+    assert not slot["second_entered_while_unread"]
+    assert slot["received"] == COUNT * SIZE
+
+
+def _ray_driver(tmp: Path) -> None:
+    """Inside the namespace: deploy, run the paced stream and the slow reader, write result.json."""
+    import traceback
+
+    from kingpost.deploy import ray as kingpost_ray
+    from test_ray import _descendants
+
+    seen: dict[str, Any] = {}
+    deployment = kingpost_ray.deploy(bundle_path("stream_doors_plain"), port=8000, num_replicas=1,
+                                     init_options={"num_cpus": 2})
+    (tmp / "pids.json").write_text(json.dumps(sorted(_descendants().items())))
+    url = deployment.url
+    try:
+        payload, gates = _paced(tmp)
+        paced: list[Any] = []
+        with httpx.Client(timeout=10) as client, \
+                client.stream("POST", url + "/v1/models/model:predict", json=payload) as response:
+            parts = response.iter_raw()
+            for i in range(len(CHUNKS)):
+                paced.append(next(parts).decode())  # a read timeout here: chunks held back
+                if i < len(gates):
+                    gates[i].touch()
+            assert next(parts, None) is None
+        seen["paced"] = paced
+
+        log, mark = tmp / "log", tmp / "second-entered"
+        slow = _raw_post(httpx.URL(url), "/v1/models/model:predict", {"count": COUNT, "size": SIZE, "log": str(log)})
+        try:
+            deadline = time.monotonic() + 10
+            while _progress(log) in ("", "0") and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(1.0)  # reads nothing meanwhile
+            slot: dict[str, Any] = {"ahead": _progress(log)}
+            answer: dict[str, Any] = {}
+            thread = threading.Thread(target=lambda: answer.update(reply=httpx.post(
+                url + "/v1/models/model:predict", json={"chunks": ["y"], "mark": str(mark)}, timeout=60).text),
+                daemon=True)
+            thread.start()
+            time.sleep(2.0)
+            slot["second_entered_while_unread"] = mark.exists()
+            slot["received"] = slow.drain()
+        finally:
+            slow.close()
+        thread.join(60)
+        slot["second"] = answer.get("reply")
+        seen["slot"] = slot
+    except BaseException:  # reported to the test
+        seen["error"] = traceback.format_exc()
+    finally:
+        deployment.close()
+    (tmp / "result.json").write_text(json.dumps(seen))
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--ray-driver"]:
+    _ray_driver(Path(sys.argv[2]))
