@@ -344,6 +344,17 @@ def test_kingpost_call_prints_chunks_as_they_arrive(plain_server: Server, tmp_pa
                            gates)
 
 
+def test_v2_infer_refuses_a_stream(plain_server: Server) -> None:
+    """The Open Inference Protocol answers whole tensors, so it is no door for a stream: a 500 (its
+    sentence, naming :predict, is shown with --debug), and the same model's :predict still streams."""
+    body = {"inputs": [{"name": "chunks", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]},
+                       {"name": "unused", "shape": [1], "datatype": "INT64", "data": [0]}]}
+    reply = httpx.post(plain_server.url + "/v2/models/model/infer", json=body, timeout=10)
+    assert reply.status_code == 500
+    assert reply.json()["error"].startswith("the model's predict raised an exception")
+    assert httpx.post(plain_server.url + "/v1/models/model:predict", json={"chunks": ["z"]}, timeout=10).text == "z"
+
+
 def test_several_bundles_stream_by_name_and_hold_each_ones_slot(tmp_path: Path) -> None:
     with serving(bundle_path("stream_doors_plain"), str(bundle_path("stream_doors_async")), wait="live") as server:
         server.wait_status("/v2/health/ready", 200, timeout=30)  # every model loaded (no /v1/models/model here)
