@@ -124,15 +124,17 @@ def _holds_the_slot(tmp_path: Path, start: Callable[[dict[str, Any]], Slow],
 # -- raw HTTP: a client that reads nothing --------------------------------------------------------
 
 
-def _raw_post(server: Server | httpx.URL, path: str, body: dict[str, Any]) -> Slow:
+def _raw_post(server: Server | httpx.URL, path: str, body: dict[str, Any],
+              headers: dict[str, str] | None = None) -> Slow:
     """POST ``body`` to ``server`` (a Server, or a URL's host and port) on a socket with a small
     receive buffer, and read nothing (yet)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     sock.connect((server.host, server.port))
     data = json.dumps(body).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\nContent-Type: application/json\r\n"
-                 f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+                 f"{extra}Content-Length: {len(data)}\r\n\r\n".encode() + data)
 
     def drain() -> int:
         received = bytearray()
@@ -162,9 +164,9 @@ def _unchunk(body: bytes) -> bytes:
     raise AssertionError("the chunked body never ended")
 
 
-def _predict(server: Server, path: str) -> Callable[[dict[str, Any]], Any]:
+def _predict(server: Server, path: str, headers: dict[str, str] | None = None) -> Callable[[dict[str, Any]], Any]:
     def call(body: dict[str, Any]) -> Any:
-        reply = httpx.post(server.url + path, json=body, timeout=30)
+        reply = httpx.post(server.url + path, json=body, headers=headers, timeout=30)
         assert reply.status_code == 200, reply.text
         return reply.text
     return call
@@ -342,6 +344,35 @@ def test_kingpost_call_prints_chunks_as_they_arrive(plain_server: Server, tmp_pa
     payload, gates = _paced(tmp_path)
     _cli_prints_each_chunk([sys.executable, "-m", "kingpost", "call", plain_server.url, "-d", json.dumps(payload)],
                            gates)
+
+
+LAYERED = {"authorization": "Bearer doors-key", "origin": "http://browser.example"}
+
+
+@pytest.fixture(scope="module")
+def layered_server() -> Iterator[Server]:
+    """Every production layer on: API keys (predict's keyed shortcut), CORS, JSON request logs and
+    OpenTelemetry traces (to the console: stdout, which the test discards)."""
+    with serving(bundle_path("stream_doors_plain"), "--api-key", "doors-key", "--cors-origin", "*",
+                 "--log-format", "json", env={"OTEL_TRACES_EXPORTER": "console"}) as server:
+        yield server
+
+
+def test_every_layer_on_streams_chunks_as_yielded(layered_server: Server, tmp_path: Path) -> None:
+    payload, gates = _paced(tmp_path)
+    for _ in range(2):  # the first request routes the path, the second takes the keyed shortcut
+        assert httpx.post(layered_server.url + "/v1/models/model:predict", json={"chunks": ["w"]},
+                          headers=LAYERED, timeout=10).text == "w"
+    with httpx.Client(base_url=layered_server.url, timeout=10) as client, \
+            client.stream("POST", "/v1/models/model:predict", json=payload, headers=LAYERED) as response:
+        assert response.headers["access-control-allow-origin"] == "*" and response.headers["x-request-id"]
+        _each_alone(response.iter_raw(), gates, [c.encode() for c in CHUNKS])
+
+
+def test_every_layer_on_a_slow_reader_holds_the_predict_slot(layered_server: Server, tmp_path: Path) -> None:
+    path = "/v1/models/model:predict"
+    _holds_the_slot(tmp_path, lambda body: _raw_post(layered_server, path, body, LAYERED),
+                    _predict(layered_server, path, LAYERED), COUNT * SIZE)
 
 
 def test_v2_infer_refuses_a_stream(plain_server: Server) -> None:
