@@ -236,6 +236,24 @@ def test_a_surface_predict_read_slowly_holds_the_predict_slot(surface_server: Se
                     COUNT * SIZE)
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_in_process_a_surface_stream_is_held_to_the_stream_room(kind: str, tmp_path: Path) -> None:
+    """kingpost.load of a bundle behind Truss's surface: a caller that stops reading holds predict
+    within runtime.limits.stream_buffer_bytes (1 MiB: 16 chunks of 64 KiB), not at its end."""
+    log = tmp_path / "log"
+    bundle = kingpost.load(bundle_path(SURFACE[kind]))
+    try:
+        chunks = iter(bundle.predict({"count": 200, "size": SIZE, "log": str(log)}))
+        assert next(chunks) == "x" * SIZE
+        time.sleep(0.5)  # reads nothing meanwhile
+        ahead = _progress(log)
+        assert ahead and not ahead.startswith("done") and int(ahead) <= 20, ahead  # the room, one taken, one in hand
+        assert len(list(chunks)) == 199
+        assert _progress(log) == "done 200"
+    finally:
+        bundle.close()
+
+
 # -- a plain bundle: /invocations, several bundles, kingpost.Client, kingpost call, jobs -------------
 
 
