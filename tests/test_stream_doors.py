@@ -539,6 +539,42 @@ def test_serve_isolated_streams_as_yielded_and_holds_the_slot(tmp_path: Path) ->
         _holds_the_slot(tmp_path, lambda body: _raw_post(server, path, body), _predict(server, path), COUNT * SIZE)
 
 
+# -- docker_server: kingpost's proxy in front of the bundle's own server ------------------------------
+
+
+def test_docker_server_streams_as_written_and_a_slow_reader_holds_the_server_back(
+        copy_bundle: Callable[..., Path], tmp_path: Path) -> None:
+    """kingpost holds no predict slot for a custom server (the server has its own concurrency), so
+    the slow reader's check here is the backpressure: the proxy reads the server's stream only as
+    fast as its client reads it, so the server's writes wait instead of piling up in kingpost."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    bundle = copy_bundle("stream_doors_custom", docker_server={
+        "start_command": f"exec {sys.executable} server.py --port {port}", "server_port": port})
+    with serving(bundle) as server:
+        payload, gates = _paced(tmp_path)
+        with httpx.Client(base_url=server.url, timeout=10) as client, \
+                client.stream("POST", "/v1/models/model:predict", json=payload) as response:
+            assert response.headers["transfer-encoding"] == "chunked"
+            _each_alone(response.iter_raw(), gates, [c.encode() for c in CHUNKS])
+
+        log = tmp_path / "log"
+        slow = _raw_post(server, "/v1/models/model:predict", {"count": COUNT, "size": SIZE, "log": str(log)})
+        try:
+            deadline = time.monotonic() + 10
+            while _progress(log) in ("", "0") and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(1.0)  # reads nothing meanwhile
+            ahead = _progress(log)
+            assert ahead and not ahead.startswith("done"), f"the server wrote its whole stream: {ahead!r}"
+            assert int(ahead) < COUNT // 2, f"the server got {ahead} chunks ahead of a client that reads nothing"
+            assert slow.drain() == COUNT * SIZE
+        finally:
+            slow.close()
+        assert _progress(log) == f"done {COUNT}"
+
+
 # -- Ray Serve: through Serve's HTTP proxy ------------------------------------------------------------
 
 
