@@ -2,14 +2,18 @@
 (in process, HTTP :predict chunked and SSE): its chunks reach the client one by one as they are
 yielded, and a client that stops reading keeps the predict slot (a second request does not enter
 predict until the first stream is read), its generator held back by the stream's room
-(``runtime.limits.stream_buffer_bytes``) rather than run to its end.
+(``runtime.limits.stream_buffer_bytes``) and the sockets' buffers rather than run to its end.
 
-Doors here: Truss's OpenAI-style ``/v1/chat/completions`` (the official ``openai`` client) and a
-``:predict`` that goes through Truss's model surface (a bundle with such methods is not plain), sync
-and async generators; SageMaker's ``/invocations``; several bundles behind one server
-(``/v1/models/<name>:predict``); ``kingpost.Client`` / ``AsyncClient.predict_stream`` and the
-``kingpost call`` CLI built on it; a durable async job's stream; ``kingpost serve --isolated`` (slow:
-it builds an environment). Ray Serve's door is tests/test_ray.py's.
+Doors: Truss's OpenAI-style ``/v1/chat/completions`` (the official ``openai`` client) and a
+``:predict`` through Truss's model surface, sync and async, over HTTP and in process; SageMaker's
+``/invocations``; several bundles behind one server (``/v1/models/<name>:predict``);
+``kingpost.Client`` / ``AsyncClient.predict_stream`` and the ``kingpost call`` / ``kingpost predict``
+CLIs; every production layer on (API keys, CORS, JSON logs, traces); a durable async job's stream;
+a predict that returns a generator (on the event loop's inline path) or a Starlette
+StreamingResponse; ``kingpost serve --isolated`` (slow: it builds an environment); a docker_server
+bundle behind kingpost's proxy (no slot there: its server is held back instead); Ray Serve's HTTP
+proxy (slow; its slow reader does not hold the slot: a strict xfail, see the README). V2 infer is no
+door for a stream: it refuses one.
 
 The bundles (tests/bundles/stream_doors*) wait for a gate file before chunk i >= 1, which the test
 creates only once chunk i - 1 has arrived alone: a door that coalesced or buffered chunks would
