@@ -74,13 +74,13 @@ def _progress(log: Path) -> str:
 
 
 def _settled(log: Path) -> str:
-    """The log once the producer has stopped (the same for 0.3 s) or ended; at most 10 s of polling."""
+    """The log once the producer has stopped (the same for 0.5 s) or ended; at most 10 s of polling."""
     last, same = "", 0
     for _ in range(100):
         time.sleep(0.1)
         now = _progress(log)
         same = same + 1 if now == last and now else 0
-        if same >= 3 or now.startswith("done"):
+        if same >= 5 or now.startswith("done"):
             return now
         last = now
     return _progress(log)
