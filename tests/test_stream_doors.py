@@ -11,9 +11,9 @@ Doors: Truss's OpenAI-style ``/v1/chat/completions`` (the official ``openai`` cl
 CLIs; every production layer on (API keys, CORS, JSON logs, traces); a durable async job's stream;
 a predict that returns a generator (on the event loop's inline path) or a Starlette
 StreamingResponse; ``kingpost serve --isolated`` (slow: it builds an environment); a docker_server
-bundle behind kingpost's proxy (no slot there: its server is held back instead); Ray Serve's HTTP
-proxy (slow; its slow reader does not hold the slot: a strict xfail, see the README). V2 infer is no
-door for a stream: it refuses one.
+bundle behind kingpost's proxy (no slot there: its server is held back instead); Ray Serve behind
+HAProxy and behind Serve's proxy (slow; a slow reader does not hold the slot there: a strict xfail,
+see the README). V2 infer is no door for a stream: it refuses one.
 
 The bundles (tests/bundles/stream_doors*) wait for a gate file before chunk i >= 1, which the test
 creates only once chunk i - 1 has arrived alone: a door that coalesced or buffered chunks would
@@ -584,23 +584,31 @@ def test_docker_server_streams_as_written_and_a_slow_reader_holds_the_server_bac
         assert _progress(log) == f"done {COUNT}"
 
 
-# -- Ray Serve: through Serve's HTTP proxy ------------------------------------------------------------
+# -- Ray Serve: behind each ingress --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def through_ray(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Deploy stream_doors_plain on Ray Serve (one replica) and run both checks through Serve's proxy,
-    in a driver inside a private network namespace, as tests/test_ray.py does; returns what it saw."""
+@pytest.fixture(scope="module", params=["haproxy", "proxy"])
+def through_ray(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Deploy stream_doors_plain on Ray Serve (one replica) behind each ingress ``kingpost ray``
+    offers (HAProxy to the replica's own HTTP server, or Serve's Python proxy) and run both checks
+    through it, in a driver inside a private network namespace, as tests/test_ray.py does; returns
+    what it saw."""
     if importlib.util.find_spec("ray") is None:
         pytest.skip('needs Ray Serve: pip install "kingpost[ray]"')
     from test_ray import _can_unshare, _kill_leftovers
 
     if not _can_unshare():
         pytest.skip("needs unshare -rn (a private network namespace) and ip")
-    tmp = tmp_path_factory.mktemp("ray-doors")
+    ingress = request.param
+    if ingress == "haproxy":
+        from kingpost.deploy._ray_ingress import has_haproxy
+
+        if not has_haproxy():
+            pytest.skip("needs an HAProxy binary (ray[serve] brings one on Linux)")
+    tmp = tmp_path_factory.mktemp(f"ray-doors-{ingress}")
     out = tmp / "result.json"
     command = ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
-               sys.executable, str(Path(__file__).resolve()), "--ray-driver", str(tmp)]
+               sys.executable, str(Path(__file__).resolve()), "--ray-driver", str(tmp), ingress]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
     try:
         with (tmp / "driver.log").open("wb") as sink:
@@ -611,6 +619,7 @@ def through_ray(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert code == 0 and out.exists(), f"driver exited {code}:\n{tail}"
     seen: dict[str, Any] = json.loads(out.read_text())
     assert "error" not in seen, seen["error"] + "\n" + tail
+    assert seen["ingress"] == ingress
     return seen
 
 
@@ -624,9 +633,9 @@ def test_ray_serve_streams_chunks_as_yielded(through_ray: dict[str, Any]) -> Non
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(strict=True, reason="Ray Serve's replica sends a response into an unbounded queue (its ASGI "
-                                       "send never waits) and streams it to the proxy without backpressure, so a "
-                                       "stream runs to its end however slowly its client reads")
+@pytest.mark.xfail(strict=True, reason="Ray Serve hands the app an ASGI send that appends to an unbounded "
+                                       "queue and never waits, behind either ingress, so a stream runs to its end "
+                                       "however slowly its client reads")
 def test_ray_serve_a_slow_reader_holds_the_predict_slot(through_ray: dict[str, Any]) -> None:
     slot = through_ray["slot"]
     assert not slot["ahead"].startswith("done"), f"the generator ran to its end: {slot['ahead']!r}"
@@ -634,7 +643,7 @@ def test_ray_serve_a_slow_reader_holds_the_predict_slot(through_ray: dict[str, A
     assert slot["received"] == COUNT * SIZE
 
 
-def _ray_driver(tmp: Path) -> None:
+def _ray_driver(tmp: Path, ingress: str) -> None:
     """Inside the namespace: deploy, run the paced stream and the slow reader, write result.json."""
     import traceback
 
@@ -643,7 +652,8 @@ def _ray_driver(tmp: Path) -> None:
 
     seen: dict[str, Any] = {}
     deployment = kingpost_ray.deploy(bundle_path("stream_doors_plain"), port=8000, num_replicas=1,
-                                     init_options={"num_cpus": 2})
+                                     init_options={"num_cpus": 2}, ingress=ingress)
+    seen["ingress"] = deployment.ingress
     (tmp / "pids.json").write_text(json.dumps(sorted(_descendants().items())))
     url = deployment.url
     try:
@@ -684,4 +694,4 @@ def _ray_driver(tmp: Path) -> None:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--ray-driver"]:
-    _ray_driver(Path(sys.argv[2]))
+    _ray_driver(Path(sys.argv[2]), sys.argv[3])
