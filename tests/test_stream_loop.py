@@ -216,6 +216,34 @@ def test_streams_that_arrive_together_take_the_loop_one_after_another() -> None:
     asyncio.run(main())
 
 
+def test_a_caller_cancelled_as_the_slot_reaches_it_frees_the_slot() -> None:
+    """The slot passes from a stream on the loop to a waiting request by resolving its future with
+    a new stream; if that request is cancelled before it resumes (its client left), the stream it
+    never saw must close, or the slot is held for good (found by the bench: every later request
+    waited)."""
+    async def main() -> None:
+        runtime = Runtime.from_dir(bundle_path("stream_where"))
+        await runtime.start()
+        try:
+            for _ in range(INLINE_AFTER + 2):
+                assert len([c async for c in await runtime.predict({"chunks": 3})]) == 3
+            first = await runtime.predict({"chunks": 10})
+            assert first.take() != EMPTY  # on the loop, holding the slot
+            waiter = asyncio.get_running_loop().create_task(runtime.predict({"chunks": 10}))
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert runtime.waiting == 1
+            await first.aclose()  # the slot passes to the waiter: its future now holds a stream
+            waiter.cancel()  # ... and its client leaves before it resumes
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            third = await asyncio.wait_for(runtime.predict({"chunks": 4}), 5)
+            assert len([c async for c in third]) == 4
+        finally:
+            await runtime.stop()
+    asyncio.run(main())
+
+
 def test_the_loop_gets_a_turn_while_it_drives_a_long_stream() -> None:
     """A reader that never waits (every chunk is ready at once, as for a client that keeps up)
     would hold the loop for the whole stream; the loop gives itself a turn every LOOP_TURN_S."""

@@ -7,7 +7,7 @@ import asyncio
 import queue
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from kingpost.concurrency import reject
 from kingpost.config import Batching
@@ -17,6 +17,10 @@ from kingpost.predictor.held import Held
 
 QUEUE: Any = object()
 """What :meth:`Predictor.inline` returns when predict cannot be called on the loop now."""
+
+
+class Runner(Protocol):
+    def cancel(self) -> Any: ...
 
 
 class Job:
@@ -34,7 +38,9 @@ class Job:
         self.enqueued = 0.0
         self.dequeued = False  # set by the worker before it reads `cancelled`
         self.counted = False  # abandoned while queued: counted out of `waiting` until a worker drops it
-        self.runner: asyncio.Task[Any] | None = None  # the worker task running an async predict for it
+        # What runs its predict, cancelled when the caller leaves: the worker task of an async predict,
+        # or the stream a generator driven on the loop feeds (ChunkStream.cancel)
+        self.runner: Runner | None = None
 
     def abandon(self) -> None:
         """The caller is gone: drop the job if queued, cancel its async predict if running."""

@@ -266,6 +266,10 @@ class ChunkStream:
     async def aclose(self) -> None:
         self.abandon()
 
+    def cancel(self) -> None:
+        """As a job's runner: the caller left before it read this stream (its predict resolved it)."""
+        self.abandon()
+
 
 class LoopDriver:
     """What drives a generator on the event loop, one ``next()`` per :meth:`ChunkStream.take`.

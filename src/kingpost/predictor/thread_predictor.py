@@ -162,6 +162,7 @@ class ThreadPredictor(Predictor):
                 self._settle_error(job.future, err)
                 continue
             job.input = None
+            job.runner = stream  # a caller cancelled before it resumes with the stream closes it
             job.future.set_result(stream)
             return
         self._unpark()
