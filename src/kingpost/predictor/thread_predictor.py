@@ -380,25 +380,28 @@ class _LoopPump(LoopDriver):
     predictor waits longer before trying the loop again.
     """
 
-    __slots__ = ("_job", "_made", "_predictor", "_slow", "_stream", "_turn_at")
+    __slots__ = ("_job", "_made", "_next", "_predictor", "_slow", "_stream", "_turn_at")
 
     def __init__(self, predictor: ThreadPredictor, job: _PumpJob, stream: ChunkStream) -> None:
         self._predictor = predictor
         self._job = job
+        self._next = job.input.__next__
         self._stream = stream
         self._turn_at = perf_counter() + LOOP_TURN_S
         self._made = 0
         self._slow = 0
 
     def pull(self) -> Any:
+        stream = self._stream
+        if stream._driver is not self:  # handed to a thread, ended or abandoned: the stream's own take()
+            return stream.take()
         start = perf_counter()
         if start > self._turn_at:  # the loop is owed a turn: the reader's wait() gives it
             self._turn_at = start + LOOP_TURN_S
             return EMPTY
-        job = self._job
-        current.job = job  # for kingpost.client_disconnected()
+        current.job = self._job  # for kingpost.client_disconnected()
         try:
-            chunk = next(job.input)
+            chunk = self._next()
         except StopIteration:
             self._end()
             return END

@@ -474,7 +474,7 @@ class App:
             sse = accept is not None and b"text/event-stream" in accept
             encode = codecs.encode_sse_event if sse else codecs.chunk_bytes
             watchdog = self.watchdog
-            take, wait = stream.take, stream.wait
+            take, wait = stream.reader(), stream.wait
             chunk = take()
             try:
                 while chunk is EMPTY:
@@ -494,7 +494,9 @@ class App:
                         else:
                             if watchdog is not None:
                                 watchdog.chunks += 1  # progress: a stream is not a stuck predict
-                            await send({"type": "http.response.body", "body": encode(chunk), "more_body": True})
+                            body = chunk.encode("utf-8", "replace") if type(chunk) is str and not sse \
+                                else encode(chunk)  # a text token, the usual chunk: chunk_bytes written out
+                            await send({"type": "http.response.body", "body": body, "more_body": True})
                         chunk = take()
                         if chunk is END or gone():
                             break
