@@ -407,13 +407,14 @@ def test_every_layer_on_a_slow_reader_holds_the_predict_slot(layered_server: Ser
 
 
 def test_v2_infer_refuses_a_stream(plain_server: Server) -> None:
-    """The Open Inference Protocol answers whole tensors, so it is no door for a stream: a 500 (its
-    sentence, naming :predict, is shown with --debug), and the same model's :predict still streams."""
+    """The Open Inference Protocol answers whole tensors, so it is no door for a stream: a 400 whose
+    sentence names :predict, and the same model's :predict still streams."""
     body = {"inputs": [{"name": "chunks", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]},
                        {"name": "unused", "shape": [1], "datatype": "INT64", "data": [0]}]}
     reply = httpx.post(plain_server.url + "/v2/models/model/infer", json=body, timeout=10)
-    assert reply.status_code == 500
-    assert reply.json()["error"].startswith("the model's predict raised an exception")
+    assert reply.status_code == 400
+    assert reply.json()["error"] == ("the model streams its output, and a V2 infer answers with whole tensors: "
+                                     "call its :predict route instead.")
     assert httpx.post(plain_server.url + "/v1/models/model:predict", json={"chunks": ["z"]}, timeout=10).text == "z"
 
 

@@ -28,7 +28,6 @@ from kingpost._version import __version__
 from kingpost.errors import (
     ClientGone,
     InputError,
-    ModelError,
     ModelLoadError,
     ModelNotFoundError,
     RequestError,
@@ -144,8 +143,8 @@ class V2:
             result = await runtime.predict(codecs_v2.model_input(request), gone=gone)
             if type(result) is ChunkStream:
                 await result.aclose()
-                raise ModelError("predict", "the model streams its output, and a V2 infer answers with whole "
-                                            "tensors; call its :predict route instead")
+                raise InputError("the model streams its output, and a V2 infer answers with whole tensors: "
+                                 "call its :predict route instead.")
             out, out_head = codecs_v2.encode_response(result, request, params["model"], signature, version)
             if out_head is None:
                 await respond(send, 200, out)
