@@ -127,7 +127,7 @@ CASES: dict[str, Case] = {
             expected=_matmul_expected(MATMUL_INPUT),
             apps={"litserve": "matmul", "litserve-batched": "matmul-batched"},
             bundle_dir="matmul",
-            server_bundles={"kingpost-batched": "matmul-batched"},
+            server_bundles={"kingpost-batched": "matmul-batched", "kingpost-base-batched": "matmul-batched"},
             servers=("kingpost", "kingpost-batched", "litserve", "litserve-batched"),
             speedups=(("kingpost-batched", "kingpost", 5.0), ("litserve-batched", "litserve", None)),
         ),

@@ -228,6 +228,8 @@ SERVERS: dict[str, Server] = {
                  source="KINGPOST_BASE_SRC"),
         # The batched case's runtime.batching bundle (Case.server_bundles); elsewhere the case's bundle.
         kingpost("kingpost-batched", note="`kingpost serve` defaults, of the case's batched bundle"),
+        kingpost("kingpost-base-batched", note="`kingpost serve` defaults, of the case's batched bundle, "
+                 "from $KINGPOST_BASE_SRC", source="KINGPOST_BASE_SRC"),
         Server(
             "bare",
             "bare ASGI + orjson on uvicorn --loop uvloop --http httptools, no access log",
