@@ -203,6 +203,13 @@ class Runtime:
             self._predictor.stop()
         self._pool.shutdown()
 
+    async def stopped(self, timeout: float = 5.0) -> None:
+        """After :meth:`stop`: until its predict threads and tasks have ended, so that nothing but its
+        owner still holds the model (an unloaded model is then freed by one collection)."""
+        await asyncio.sleep(0)  # cancelled predict tasks end on the loop's next turn
+        if self._predictor is not None:
+            await asyncio.to_thread(self._predictor.join, timeout)
+
     # -- the request path -------------------------------------------------------------------
 
     async def _run(self, value: Any, deadline: float | None, gone: Callable[[], bool] | None) -> Any:

@@ -108,6 +108,9 @@ class Predictor:
     def stop(self) -> None:
         raise NotImplementedError
 
+    def join(self, timeout: float) -> None:
+        """Block until what :meth:`stop` stopped has ended (nothing to wait for by default)."""
+
     def submit(self, job: Job) -> None:
         self.admit()
         if self._batching is not None:

@@ -81,6 +81,12 @@ class ThreadPredictor(Predictor):
         for _ in self._threads:
             self._queue.put(_STOP)
 
+    def join(self, timeout: float) -> None:
+        """Block until the predict threads have ended (after :meth:`stop`), at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
     def never_inline(self) -> None:
         """Always hand predict to its threads (a target that waits on the loop would deadlock there)."""
         self._inline_after = INLINE_AFTER_MAX + 1

@@ -40,7 +40,7 @@ from kingpost.errors import (
 )
 from kingpost.predictor.streams import EMPTY, END, ChunkStream
 from kingpost.runtime import Runtime
-from kingpost.server import openai, openapi
+from kingpost.server import heap, openai, openapi
 from kingpost.server.accesslog import AccessLog
 from kingpost.server.auth import ApiKeys
 from kingpost.server.bodies import BodyDecoder
@@ -133,6 +133,7 @@ class App:
         spec = self._describe()
         self.reload_error: str | None = None  # why the last reload failed (serve --reload), shown to users
         self.reloader: Reloader | None = None  # set by `kingpost serve --reload`
+        self.settle_heap = False  # set by `kingpost serve` (not --reload): freeze the heap once loaded (heap.py)
         self.playground = Playground(self, spec)
         self.v2 = V2(self)
         self.surface = SurfaceRoutes(self)
@@ -579,6 +580,8 @@ class App:
                 self.on_load_failure(exc)
             return
         self._adopt()
+        if self.settle_heap:
+            heap.settle()  # what is alive now lives as long as the server: out of the collector's way
 
     def _adopt(self) -> None:
         """Once the model is loaded: its schema and Truss surface routes join /openapi.json and the playground."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from kingpost.config import CONFIG_FILENAME, load_config
 from kingpost.errors import BundleError, InputError, ModelLoadError, ModelNotFoundError, NotReadyError
 from kingpost.runtime import Runtime
+from kingpost.server import heap
 from kingpost.types import State
 
 logger = logging.getLogger("kingpost.server")
@@ -90,6 +91,7 @@ class Models:
         self.workers = workers
         self.runtimes: dict[str, Runtime] = {name: self._runtime(p) for name, p in self.paths.items()}
         self.on_unload: list[Callable[[Runtime], None]] = []
+        self.settle_heap = False  # set by `kingpost serve`: freeze the heap after each load (heap.py)
         self._changing: dict[str, asyncio.Lock] = {}
 
     def _runtime(self, path: Path) -> Runtime:
@@ -182,14 +184,18 @@ class Models:
             if current is not None and current.state is State.READY:
                 return
             if current is not None:  # failed before: forget it and try afresh
-                await self._drop(name, current)
+                del current
+                await self._drop(name)
             runtime = self._runtime(self.paths[name])
             self.runtimes[name] = runtime
             try:
                 await runtime.start()
             except ModelLoadError:
-                await self._drop(name, runtime)
+                del runtime
+                await self._drop(name)
                 raise
+            if self.settle_heap:
+                heap.settle()
 
     async def unload(self, name: str) -> None:
         """Take ``name`` out of service, let its requests finish, and free its model."""
@@ -197,12 +203,14 @@ class Models:
             self.get(name)  # the 404
         self._one_worker("unload")
         async with self._changing.setdefault(name, asyncio.Lock()):
-            runtime = self.runtimes.get(name)
-            if runtime is not None:
-                await self._drop(name, runtime)
+            if name in self.runtimes:
+                await self._drop(name)
 
-    async def _drop(self, name: str, runtime: Runtime) -> None:
-        self.runtimes.pop(name, None)
+    async def _drop(self, name: str) -> None:
+        """Unroute ``name``'s runtime, let its requests finish, stop it and free its model: the only
+        reference left to it is this frame's (a caller holding one would keep it alive past the
+        collection below, and, frozen again after it, for good)."""
+        runtime = self.runtimes.pop(name)
         for forget in self.on_unload:
             forget(runtime)
         if runtime.state is State.READY:  # a request that found it just before it left routing is refused
@@ -211,8 +219,13 @@ class Models:
         while runtime.stats.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         await runtime.stop()
+        await runtime.stopped()
         del runtime
+        if self.settle_heap:
+            heap.thaw()  # its objects were frozen with the rest after it loaded
         gc.collect()
+        if self.settle_heap:
+            heap.settle()
 
     def _one_worker(self, what: str) -> None:
         if self.workers > 1:

@@ -32,6 +32,7 @@ from kingpost.jobs.settings import JobSettings
 from kingpost.limits import LOOPBACK_HOSTS, Limits
 from kingpost.loader import require_model_file
 from kingpost.runtime import Runtime
+from kingpost.server import heap
 from kingpost.server.auth import load_keys
 from kingpost.server.cors import policy_from_config
 from kingpost.server.guard import protocol_class, raise_descriptor_limit
@@ -205,6 +206,10 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
                       on_load_failure=on_load_failure, models=models, jobs=jobs,
                       allowed_hosts=allowed_hosts(limits, sock), on_stuck=on_stuck if options.workers > 1 else None)
     del runtime, models  # the app holds them: an unloaded model must not stay alive in this frame
+    if not options.reload and heap.enabled():  # a server's heap, frozen once its models load
+        app.settle_heap = True
+        if app.models is not None:
+            app.models.settle_heap = True
     if options.reload:
         from kingpost.server.reload import Reloader
 
