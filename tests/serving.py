@@ -225,3 +225,16 @@ def serving(bundle: str | Path, *args: str, **kwargs: Any) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+def drain_chunked(sock: socket.socket, at_least: int, timeout: float = 10.0) -> float:
+    """Read a chunked answer from ``sock`` to its last chunk (more than ``at_least`` bytes in all);
+    the monotonic time it ended."""
+    received = 0
+    sock.settimeout(timeout)
+    while True:
+        part = sock.recv(1 << 20)
+        assert part, "the server closed the stream early"
+        received += len(part)
+        if part.endswith(b"0\r\n\r\n") and received > at_least:
+            return time.monotonic()

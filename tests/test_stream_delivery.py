@@ -22,7 +22,7 @@ import pytest
 
 import kingpost
 from conftest import bundle_path
-from serving import Server, serving
+from serving import Server, drain_chunked, serving
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -120,16 +120,7 @@ def test_a_slow_reader_holds_the_predict_slot_and_the_generator(tmp_path: Path) 
         assert not second, "a second request ran predict while the first stream held the only slot"
         assert not _progress(log).startswith("done")
 
-        received = 0
-        drained_at = 0.0
-        slow.settimeout(10)
-        while True:
-            part = slow.recv(1 << 20)
-            assert part, "the server closed the stream early"
-            received += len(part)
-            if part.endswith(b"0\r\n\r\n") and received > size * count:
-                drained_at = time.monotonic()
-                break
+        drained_at = drain_chunked(slow, size * count)
         thread.join(30)
         assert second["body"] == b"xxxxxx"
         assert second["at"] >= drained_at - 0.5  # answered once the first stream was (nearly) read

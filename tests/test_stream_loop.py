@@ -15,12 +15,13 @@ so that a busy machine preempting a 10 µs ``next()`` cannot make it look slow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -32,7 +33,7 @@ from kingpost.predictor import thread_predictor
 from kingpost.predictor.streams import EMPTY, END
 from kingpost.predictor.thread_predictor import INLINE_AFTER
 from kingpost.runtime import Runtime
-from serving import Server, serving
+from serving import Server, drain_chunked, serving
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -71,6 +72,19 @@ def bundle() -> Iterator[kingpost.Bundle]:
         yield b
     finally:
         b.close()
+
+
+@contextlib.asynccontextmanager
+async def warm_runtime() -> AsyncIterator[Runtime]:
+    """The bundle's Runtime on this loop, after enough fast streams for the next to be driven here."""
+    runtime = Runtime.from_dir(bundle_path("stream_where"))
+    await runtime.start()
+    try:
+        for _ in range(INLINE_AFTER + 2):
+            assert len([c async for c in await runtime.predict({"chunks": 3})]) == 3
+        yield runtime
+    finally:
+        await runtime.stop()
 
 
 def _warm(bundle: kingpost.Bundle) -> None:
@@ -171,15 +185,7 @@ def test_over_http_a_loop_stream_holds_the_slot_and_waits_for_a_slow_reader(
         time.sleep(1.0)
         assert not second, "a second request ran predict while the first stream held the only slot"
 
-        received = 0
-        slow.settimeout(10)
-        while True:
-            part = slow.recv(1 << 20)
-            assert part, "the server closed the stream early"
-            received += len(part)
-            if part.endswith(b"0\r\n\r\n") and received > pad * count:
-                drained_at = time.monotonic()
-                break
+        drained_at = drain_chunked(slow, pad * count)
         waiter.join(30)
         assert second["at"] >= drained_at - 0.5  # type: ignore[operator]
         assert _threads(str(second["body"]).splitlines(), 2)
@@ -191,22 +197,15 @@ def test_streams_that_arrive_together_take_the_loop_one_after_another() -> None:
     the loop, and no two are made at once (a stream's chunks are made only as its reader takes
     them, so any overlap would interleave their chunks in the order they were received)."""
     async def main() -> None:
-        runtime = Runtime.from_dir(bundle_path("stream_where"))
-        await runtime.start()
         received: list[tuple[int, str]] = []
+        async with warm_runtime() as runtime:
+            async def read(k: int) -> None:
+                async for chunk in await runtime.predict({"chunks": 20}):
+                    received.append((k, chunk))
+                    await asyncio.sleep(0)
 
-        async def read(k: int) -> None:
-            async for chunk in await runtime.predict({"chunks": 20}):
-                received.append((k, chunk))
-                await asyncio.sleep(0)
-
-        try:
-            for _ in range(INLINE_AFTER + 2):
-                assert len([c async for c in await runtime.predict({"chunks": 3})]) == 3
             await asyncio.gather(*(read(k) for k in range(8)))
             assert runtime.waiting == 0
-        finally:
-            await runtime.stop()
         order = [k for k, _ in received]
         runs = [k for i, k in enumerate(order) if i == 0 or order[i - 1] != k]
         assert sorted(runs) == list(range(8)), runs  # each stream's 20 chunks in one run
@@ -222,11 +221,7 @@ def test_a_caller_cancelled_as_the_slot_reaches_it_frees_the_slot() -> None:
     never saw must close, or the slot is held for good (found by the bench: every later request
     waited)."""
     async def main() -> None:
-        runtime = Runtime.from_dir(bundle_path("stream_where"))
-        await runtime.start()
-        try:
-            for _ in range(INLINE_AFTER + 2):
-                assert len([c async for c in await runtime.predict({"chunks": 3})]) == 3
+        async with warm_runtime() as runtime:
             first = await runtime.predict({"chunks": 10})
             assert first.take() != EMPTY  # on the loop, holding the slot
             waiter = asyncio.get_running_loop().create_task(runtime.predict({"chunks": 10}))
@@ -239,8 +234,6 @@ def test_a_caller_cancelled_as_the_slot_reaches_it_frees_the_slot() -> None:
                 await waiter
             third = await asyncio.wait_for(runtime.predict({"chunks": 4}), 5)
             assert len([c async for c in third]) == 4
-        finally:
-            await runtime.stop()
     asyncio.run(main())
 
 
@@ -248,11 +241,7 @@ def test_the_loop_gets_a_turn_while_it_drives_a_long_stream() -> None:
     """A reader that never waits (every chunk is ready at once, as for a client that keeps up)
     would hold the loop for the whole stream; the loop gives itself a turn every LOOP_TURN_S."""
     async def main() -> None:
-        runtime = Runtime.from_dir(bundle_path("stream_where"))
-        await runtime.start()
-        try:
-            for _ in range(INLINE_AFTER + 2):
-                assert len([c async for c in await runtime.predict({"chunks": 3})]) == 3
+        async with warm_runtime() as runtime:
             ticks: list[float] = []
 
             async def tick() -> None:
@@ -276,8 +265,6 @@ def test_the_loop_gets_a_turn_while_it_drives_a_long_stream() -> None:
                 names.add(chunk.split()[1])
             took = time.monotonic() - started
             ticker.cancel()
-        finally:
-            await runtime.stop()
         assert names == {threading.current_thread().name}, names  # all made on this loop
         gaps = [b - a for a, b in itertools.pairwise(ticks) if a >= started]
         assert took > 0.05 and turns >= 10, (took, turns)
