@@ -26,6 +26,9 @@ from typing import Any
 import orjson
 
 BUNDLES = Path(__file__).resolve().parent / "bundles"
+sys.path.insert(0, str(BUNDLES.parent / "apps"))
+from bare import stream_app  # noqa: E402 - the stream cases' raw app, the same one bench/run.py serves
+
 PATH = "/v1/models/model:predict"
 
 
@@ -58,21 +61,6 @@ class Sink:
                 self.first.append(time.perf_counter() - self._start)
                 self._start = 0.0
             self.bytes += len(body)
-
-
-def raw_app(chunks: int, sse: bool):
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        n = orjson.loads((await receive())["body"])["n"]
-        ctype = b"text/event-stream" if sse else b"application/octet-stream"
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", ctype), (b"cache-control", b"no-cache")]})
-        for i in range(n):
-            text = f"tok{i:05d} "
-            body = f"data: {text}\n\n".encode() if sse else text.encode()
-            await send({"type": "http.response.body", "body": body, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    return app
 
 
 async def drive(app: Any, requests: int, concurrency: int, chunks: int, sse: bool) -> tuple[float, float, Sink]:
@@ -108,7 +96,7 @@ async def main_async(args: argparse.Namespace) -> None:
     app = App(runtime, on_uvicorn=True)
     scope = {"type": "http", "method": "POST", "path": PATH, "headers": [], "root_path": ""}
     await app._predict_route(scope, Cycle(orjson.dumps({"n": 1})).receive, Sink().send, {"model": "model"})
-    raw = raw_app(args.chunks, args.sse)
+    raw = stream_app()
     total = args.requests * args.chunks
     for target in (app, raw):
         await drive(target, max(args.concurrency, args.requests // 10), args.concurrency, args.chunks, args.sse)

@@ -41,15 +41,20 @@ def _no_ambient_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytes
 
 @pytest.fixture
 def copy_bundle(tmp_path: Path) -> Callable[..., Path]:
-    """``copy_bundle(name, **config)`` copies a test bundle into tmp_path and returns the copy.
+    """``copy_bundle(name, **config)`` copies a test bundle into tmp_path (with the directories its
+    config.yaml lists under external_package_dirs, beside it) and returns the copy.
 
     Keyword arguments are merged into its config.yaml (mappings merge key by key), for example
     ``copy_bundle("predict_counter", runtime={"predict_concurrency": 2})``.
     """
 
     def copy(name: str, **config: Any) -> Path:
-        target = tmp_path / name
-        shutil.copytree(bundle_path(name), target)
+        source, target = bundle_path(name), tmp_path / name
+        shutil.copytree(source, target)
+        listed = (yaml.safe_load((source / "config.yaml").read_text()) or {}).get("external_package_dirs", [])
+        for relative in listed:  # beside the copy, as beside the original, so the relative path holds
+            if not (target / relative).resolve().exists():
+                shutil.copytree((source / relative).resolve(), (target / relative).resolve())
         if config:
             path = target / "config.yaml"
             data = yaml.safe_load(path.read_text()) or {}

@@ -41,6 +41,7 @@ __all__ = [
     "encode_json",
     "encode_msgpack",
     "encode_sse_event",
+    "msgpack_object_hook",
     "wants_msgpack",
 ]
 
@@ -261,7 +262,8 @@ _MARKERS: tuple[tuple[bytes, Callable[[Any], Any]], ...] = (
 )
 
 
-def _msgpack_hook(obj: dict[Any, Any]) -> Any:
+def msgpack_object_hook(obj: dict[Any, Any]) -> Any:
+    """Truss's decoding of a marker map (a datetime, a numpy array, ...); any other map as it is."""
     if b"data" not in obj:
         return obj
     try:
@@ -283,10 +285,6 @@ def _msgpack_hook(obj: dict[Any, Any]) -> Any:
     return obj
 
 
-msgpack_object_hook = _msgpack_hook
-"""Truss's decoding of marker maps (datetimes, numpy arrays, ...), for callers that wrap the hook."""
-
-
 def decode_msgpack(body: bytes, *, object_hook: Callable[[dict[Any, Any]], Any] | None = None,
                    list_hook: Callable[[list[Any]], Any] | None = None) -> Any:
     """Decode a request body in Truss's msgpack format; numpy arrays come back read-only.
@@ -297,9 +295,7 @@ def decode_msgpack(body: bytes, *, object_hook: Callable[[dict[Any, Any]], Any] 
     if not body:
         raise InputError("the request body is empty; expected msgpack.")
     try:
-        if list_hook is not None:
-            return msgpack.unpackb(body, object_hook=object_hook or _msgpack_hook, list_hook=list_hook)
-        return msgpack.unpackb(body, object_hook=_msgpack_hook)
+        return msgpack.unpackb(body, object_hook=object_hook or msgpack_object_hook, list_hook=list_hook)
     except InputError:
         raise
     except msgpack.ExtraData as exc:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from kingpost.errors import user_error
@@ -210,12 +210,6 @@ class ChunkStream:
         if self._blocked and self._put - self._taken <= self._resume_at:
             self._made_room()
         return item
-
-    def reader(self) -> Callable[[], Any]:
-        """What a reader calls for each chunk, as :meth:`take`: the generator's own driver while
-        the loop drives it (one call less per chunk), which falls back to take() once it stops."""
-        driver = self._driver
-        return driver.pull if driver is not None else self.take
 
     async def wait(self, timeout: float | None = None) -> None:
         """Until a chunk (or the end) is ready to take; TimeoutError past ``timeout`` seconds."""

@@ -398,9 +398,6 @@ class _LoopPump(LoopDriver):
         self._slow = 0
 
     def pull(self) -> Any:
-        stream = self._stream
-        if stream._driver is not self:  # handed to a thread, ended or abandoned: the stream's own take()
-            return stream.take()
         start = perf_counter()
         if start > self._turn_at:  # the loop is owed a turn: the reader's wait() gives it
             self._turn_at = start + LOOP_TURN_S

@@ -133,7 +133,6 @@ class App:
         spec = self._describe()
         self.reload_error: str | None = None  # why the last reload failed (serve --reload), shown to users
         self.reloader: Reloader | None = None  # set by `kingpost serve --reload`
-        self.settle_heap = False  # set by `kingpost serve` (not --reload): freeze the heap once loaded (heap.py)
         self.playground = Playground(self, spec)
         self.v2 = V2(self)
         self.surface = SurfaceRoutes(self)
@@ -475,7 +474,7 @@ class App:
             sse = accept is not None and b"text/event-stream" in accept
             encode = codecs.encode_sse_event if sse else codecs.chunk_bytes
             watchdog = self.watchdog
-            take, wait = stream.reader(), stream.wait
+            take, wait = stream.take, stream.wait
             chunk = take()
             try:
                 while chunk is EMPTY:
@@ -495,9 +494,7 @@ class App:
                         else:
                             if watchdog is not None:
                                 watchdog.chunks += 1  # progress: a stream is not a stuck predict
-                            body = chunk.encode("utf-8", "replace") if type(chunk) is str and not sse \
-                                else encode(chunk)  # a text token, the usual chunk: chunk_bytes written out
-                            await send({"type": "http.response.body", "body": body, "more_body": True})
+                            await send({"type": "http.response.body", "body": encode(chunk), "more_body": True})
                         chunk = take()
                         if chunk is END or gone():
                             break
@@ -580,8 +577,7 @@ class App:
                 self.on_load_failure(exc)
             return
         self._adopt()
-        if self.settle_heap:
-            heap.settle()  # what is alive now lives as long as the server: out of the collector's way
+        heap.settle()  # what is alive now lives as long as the server: out of the collector's way
 
     def _adopt(self) -> None:
         """Once the model is loaded: its schema and Truss surface routes join /openapi.json and the playground."""

@@ -91,7 +91,6 @@ class Models:
         self.workers = workers
         self.runtimes: dict[str, Runtime] = {name: self._runtime(p) for name, p in self.paths.items()}
         self.on_unload: list[Callable[[Runtime], None]] = []
-        self.settle_heap = False  # set by `kingpost serve`: freeze the heap after each load (heap.py)
         self._changing: dict[str, asyncio.Lock] = {}
 
     def _runtime(self, path: Path) -> Runtime:
@@ -194,8 +193,7 @@ class Models:
                 del runtime
                 await self._drop(name)
                 raise
-            if self.settle_heap:
-                heap.settle()
+            heap.settle()
 
     async def unload(self, name: str) -> None:
         """Take ``name`` out of service, let its requests finish, and free its model."""
@@ -221,11 +219,9 @@ class Models:
         await runtime.stop()
         await runtime.stopped()
         del runtime
-        if self.settle_heap:
-            heap.thaw()  # its objects were frozen with the rest after it loaded
+        heap.thaw()  # its objects were frozen with the rest after it loaded
         gc.collect()
-        if self.settle_heap:
-            heap.settle()
+        heap.settle()
 
     def _one_worker(self, what: str) -> None:
         if self.workers > 1:

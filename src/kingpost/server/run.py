@@ -206,10 +206,8 @@ def _serve_socket(sock: socket.socket, options: Options, *, load_before_serving:
                       on_load_failure=on_load_failure, models=models, jobs=jobs,
                       allowed_hosts=allowed_hosts(limits, sock), on_stuck=on_stuck if options.workers > 1 else None)
     del runtime, models  # the app holds them: an unloaded model must not stay alive in this frame
-    if not options.reload and heap.enabled():  # a server's heap, frozen once its models load
-        app.settle_heap = True
-        if app.models is not None:
-            app.models.settle_heap = True
+    if not options.reload:
+        heap.enable()  # a server's heap is frozen once its models load
     if options.reload:
         from kingpost.server.reload import Reloader
 

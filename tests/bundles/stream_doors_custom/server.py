@@ -4,28 +4,18 @@ POST /predict takes stream_doors_plain's input: {"chunks": [str, ...], "gates": 
 each chunk as it is made, waiting for gates[i - 1] before chunk i >= 1; {"count": n, "size": k,
 "log": path} writes n chunks of k bytes, and before each writes how many it has sent to the log
 ("done <n>" at the end), so a test sees how far the server got ahead of a client that reads nothing.
-Each chunk is one write on the socket, which blocks while the socket's buffer is full.
+Each chunk is one write on the socket, which blocks while the socket's buffer is full. The chunks
+are the stream_doors bundles' (tests/bundles/stream_doors_common/doors.py).
 """
 
 import argparse
 import json
-import time
+import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-
-def _write(path, text):
-    if path:
-        with open(path, "w") as f:
-            f.write(text)
-
-
-def _wait_for(gate):
-    deadline = time.monotonic() + 60  # a safety net: a test that forgets a gate fails, not hangs
-    while not Path(gate).exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the gate {gate} never opened")
-        time.sleep(0.005)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "stream_doors_common"))
+from doors import chunks
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -48,18 +38,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        if "count" in body:
-            chunk, log = b"x" * body["size"], body.get("log")
-            for sent in range(body["count"]):
-                _write(log, str(sent))
-                self._chunk(chunk)
-            _write(log, f"done {body['count']}")
-        else:
-            gates = body.get("gates", [])
-            for i, text in enumerate(body["chunks"]):
-                if 0 < i <= len(gates):
-                    _wait_for(gates[i - 1])
-                self._chunk(text.encode())
+        for chunk in chunks(body):
+            self._chunk(chunk.encode())
         self._chunk(b"")
 
     def _chunk(self, data):
