@@ -102,12 +102,6 @@ async def async_chunks(generator: Any, pool: Pool) -> AsyncIterator[Any]:
         await pool(generator.close)
 
 
-def is_response(value: Any) -> bool:
-    """Whether ``value`` is a Starlette response object (looked up only once Starlette is imported)."""
-    responses = sys.modules.get("starlette.responses")
-    return responses is not None and isinstance(value, responses.Response)
-
-
 def dispatcher(threads: bool) -> Callable[[Invocation], Any]:
     """The one function the predictor calls: whatever target the invocation names."""
     if threads:

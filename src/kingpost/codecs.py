@@ -41,6 +41,7 @@ __all__ = [
     "encode_json",
     "encode_msgpack",
     "encode_sse_event",
+    "is_response",
     "msgpack_object_hook",
     "wants_msgpack",
 ]
@@ -114,9 +115,11 @@ class PassThrough(Exception):
         self.response = response
 
 
-def _passes_through(obj: Any) -> bool:
+def is_response(value: Any, kind: str = "Response") -> bool:
+    """Whether ``value`` is a Starlette response object (``kind``: a subclass's name, such as
+    "StreamingResponse"); Starlette is looked up only once something else has imported it."""
     responses = sys.modules.get("starlette.responses")
-    return responses is not None and isinstance(obj, responses.Response)
+    return responses is not None and isinstance(value, getattr(responses, kind))
 
 
 def encode_json(obj: Any) -> bytes:
@@ -125,7 +128,7 @@ def encode_json(obj: Any) -> bytes:
     try:
         return orjson.dumps(obj, default=_json_default, option=option)
     except orjson.JSONEncodeError as exc:
-        if _passes_through(obj):
+        if is_response(obj):
             raise PassThrough(obj) from None
         raise _not_serializable(obj, "JSON", exc) from exc
 
@@ -201,7 +204,7 @@ def encode_msgpack(obj: Any) -> bytes:
     try:
         packed: bytes = msgpack.packb(obj, default=_msgpack_default)
     except (TypeError, ValueError, OverflowError) as exc:
-        if _passes_through(obj):
+        if is_response(obj):
             raise PassThrough(obj) from None
         raise _not_serializable(obj, "msgpack", exc) from exc
     return packed

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kingpost import calls, loader
-from kingpost.calls import is_response
+from kingpost.codecs import is_response
 from kingpost.concurrency import ElasticPool, in_pool, on_daemon_thread, settle
 from kingpost.config import Config, load_config
 from kingpost.environment import EnvironmentWatch

@@ -12,10 +12,11 @@ plain bundle's hot path never does.
 
 from __future__ import annotations
 
-import sys
 import weakref
 from collections.abc import Callable
 from typing import Any
+
+from kingpost.codecs import is_response
 
 SENT = "kingpost_sent"
 """The attribute of a held response: a finalizer that frees its slot, run once (sent or collected)."""
@@ -33,8 +34,7 @@ class Held:
 
 def is_streaming_response(value: Any) -> bool:
     """Whether ``value`` is a Starlette StreamingResponse (looked up only once Starlette is imported)."""
-    responses = sys.modules.get("starlette.responses")
-    return responses is not None and isinstance(value, responses.StreamingResponse)
+    return is_response(value, "StreamingResponse")
 
 
 def hold(response: Any, release: Callable[[], None]) -> None:

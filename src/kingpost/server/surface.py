@@ -14,7 +14,6 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from kingpost import codecs
-from kingpost.calls import is_response
 from kingpost.errors import ClientGone, NotReadyError, RequestError
 from kingpost.predictor.streams import ChunkStream
 from kingpost.server.http import NOT_READY_HEADERS, error_answer
@@ -69,7 +68,7 @@ class SurfaceRoutes:
             if type(result) is ChunkStream:
                 timeout = runtime.config.runtime.streaming_read_timeout or None
                 await self._stream(method, send, result, headers, gone or _never, timeout)
-            elif is_response(result):
+            elif codecs.is_response(result):
                 status = await send_response(result, scope, receive, send)
             else:
                 out = codecs.encode_msgpack(result) if binary else codecs.encode_json(result)
